@@ -1,0 +1,322 @@
+//! The slot registry, `slots.json`: which slots exist, per agent which one is active, and what
+//! tokenkeeper last wrote to each agent's live credential location.
+//!
+//! It holds metadata only (names, emails, plans, expiry times); the credentials themselves live
+//! in the secret store under `SecretKey::slot(agent, id)`. Slots keep a random id so a secret's
+//! key never depends on a name the user may change.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io;
+use std::path::Path;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::credential::{Credential, Kind};
+use crate::durable;
+use crate::error::{Error, Result};
+use crate::perms;
+
+const VERSION: u32 = 1;
+const MAX_NAME_LEN: usize = 64;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Catalog {
+    pub version: u32,
+    /// Agent name → id of its active slot.
+    #[serde(default)]
+    pub active: BTreeMap<String, String>,
+    /// Agent name → what tokenkeeper last wrote to that agent's live location.
+    #[serde(default)]
+    pub live: BTreeMap<String, LiveRecord>,
+    #[serde(default)]
+    pub slots: Vec<Slot>,
+}
+
+/// Fingerprint of the bytes tokenkeeper wrote to an agent's live credential, so a later change
+/// made by the agent itself (a refresh, a new login) can be told apart from our own write.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LiveRecord {
+    pub slot: String,
+    pub sha256: String,
+    pub written_at: Timestamp,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Slot {
+    pub id: String,
+    pub name: String,
+    pub agent: String,
+    pub kind: Kind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_uuid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscription_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit_tier: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_expires_at: Option<Timestamp>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+impl Slot {
+    pub fn new(agent: &str, name: &str, credential: &Credential, now: Timestamp) -> Self {
+        let mut slot = Self {
+            id: new_id(),
+            name: name.to_string(),
+            agent: agent.to_string(),
+            kind: credential.kind(),
+            account_uuid: None,
+            email: None,
+            subscription_type: None,
+            rate_limit_tier: None,
+            expires_at: None,
+            refresh_expires_at: None,
+            created_at: now,
+            updated_at: now,
+        };
+        slot.absorb(credential, now);
+        slot
+    }
+
+    /// Copies what the credential says about itself into the slot's metadata.
+    pub fn absorb(&mut self, credential: &Credential, now: Timestamp) {
+        self.kind = credential.kind();
+        self.subscription_type = credential.subscription_type().map(str::to_string);
+        self.rate_limit_tier = credential.rate_limit_tier().map(str::to_string);
+        self.expires_at = credential.expires_at();
+        self.refresh_expires_at = credential.refresh_expires_at();
+        self.updated_at = now;
+    }
+}
+
+impl Default for Catalog {
+    fn default() -> Self {
+        Self {
+            version: VERSION,
+            active: BTreeMap::new(),
+            live: BTreeMap::new(),
+            slots: Vec::new(),
+        }
+    }
+}
+
+impl Catalog {
+    /// Loads the catalog; a missing file is an empty catalog.
+    pub fn load(path: &Path) -> Result<Self> {
+        perms::check_private(path, false)?;
+        let bytes = match fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Self::default()),
+            Err(err) => return Err(Error::io("cannot read", path, err)),
+        };
+        let catalog: Catalog = serde_json::from_slice(&bytes).map_err(|err| {
+            Error::failure(format!("slot catalog {} is damaged: {err}", path.display()))
+                .with_hint("restore it from a backup, or move it aside to start over (stored secrets are kept)")
+        })?;
+        if catalog.version > VERSION {
+            return Err(Error::failure(format!(
+                "slot catalog {} was written by a newer tokenkeeper (format {})",
+                path.display(),
+                catalog.version
+            ))
+            .with_hint("upgrade tokenkeeper"));
+        }
+        Ok(catalog)
+    }
+
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let mut bytes = serde_json::to_vec_pretty(self).expect("catalog serialises");
+        bytes.push(b'\n');
+        durable::write_atomic(path, &bytes)
+    }
+
+    pub fn slots_of(&self, agent: &str) -> impl Iterator<Item = &Slot> + use<'_> {
+        let agent = agent.to_string();
+        self.slots.iter().filter(move |s| s.agent == agent)
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Slot> {
+        self.slots.iter().find(|s| s.id == id)
+    }
+
+    pub fn get_mut(&mut self, id: &str) -> Option<&mut Slot> {
+        self.slots.iter_mut().find(|s| s.id == id)
+    }
+
+    pub fn by_name(&self, agent: &str, name: &str) -> Option<&Slot> {
+        self.slots_of(agent).find(|s| s.name == name)
+    }
+
+    pub fn active_id(&self, agent: &str) -> Option<&str> {
+        self.active.get(agent).map(String::as_str)
+    }
+
+    /// Finds a slot by name or by `#N`, its 1-based position in `list`.
+    pub fn resolve(&self, agent: &str, selector: &str) -> Result<&Slot> {
+        if let Some(number) = selector.strip_prefix('#') {
+            let n: usize = number.parse().map_err(|_| {
+                Error::usage(format!("'{selector}' is not a slot number; use #1, #2, …"))
+            })?;
+            return n
+                .checked_sub(1)
+                .and_then(|i| self.slots_of(agent).nth(i))
+                .ok_or_else(|| {
+                    Error::failure(format!("there is no {agent} slot {selector}"))
+                        .with_hint("run: tokenkeeper list")
+                });
+        }
+        self.by_name(agent, selector).ok_or_else(|| {
+            Error::failure(format!("no {agent} slot named '{selector}'"))
+                .with_hint("run: tokenkeeper list")
+        })
+    }
+
+    /// The slot a command without a NAME works on: the active one.
+    pub fn resolve_or_active(&self, agent: &str, selector: Option<&str>) -> Result<&Slot> {
+        match selector {
+            Some(selector) => self.resolve(agent, selector),
+            None => self
+                .active_id(agent)
+                .and_then(|id| self.get(id))
+                .ok_or_else(|| {
+                    Error::failure(format!("no active {agent} slot"))
+                        .with_hint("name a slot, or run: tokenkeeper use NAME")
+                }),
+        }
+    }
+
+    /// `base`, or `base-2`, `base-3`, … whichever is free for `agent`.
+    pub fn unique_name(&self, agent: &str, base: &str) -> String {
+        if self.by_name(agent, base).is_none() {
+            return base.to_string();
+        }
+        (2..)
+            .map(|n| format!("{base}-{n}"))
+            .find(|name| self.by_name(agent, name).is_none())
+            .expect("some suffix is free")
+    }
+
+    /// Removes a slot, clearing it as active and as the live owner.
+    pub fn remove(&mut self, id: &str) -> Option<Slot> {
+        let at = self.slots.iter().position(|s| s.id == id)?;
+        let slot = self.slots.remove(at);
+        self.active.retain(|_, v| v != id);
+        self.live.retain(|_, r| r.slot != id);
+        Some(slot)
+    }
+}
+
+/// Checks a slot name the user chose.
+pub fn validate_name(name: &str) -> Result<()> {
+    let ok_char = |c: char| c.is_ascii_alphanumeric() || "._@+-".contains(c);
+    if name.is_empty()
+        || name.len() > MAX_NAME_LEN
+        || !name.chars().all(ok_char)
+        || name.starts_with(['-', '.'])
+    {
+        return Err(Error::usage(format!(
+            "invalid slot name '{}': use up to {MAX_NAME_LEN} letters, digits and . _ @ + - (not first)",
+            name.escape_debug()
+        )));
+    }
+    Ok(())
+}
+
+/// Turns an email's local part into a valid slot name, if it yields one.
+pub fn name_from_email(email: &str) -> Option<String> {
+    let local = email.split('@').next()?;
+    let name: String = local
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._+-".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(MAX_NAME_LEN)
+        .collect();
+    let name = name.trim_start_matches(['-', '.']).to_string();
+    validate_name(&name).ok().map(|()| name)
+}
+
+fn new_id() -> String {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).expect("the OS random source works");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cred() -> Credential {
+        Credential::parse(
+            br#"{"accessToken":"tok-0123456789abcdef","expiresAt":1800000000000}"#,
+            "t",
+        )
+        .unwrap()
+    }
+
+    fn catalog_with(names: &[&str]) -> Catalog {
+        let mut c = Catalog::default();
+        let now = Timestamp::from_second(1_780_000_000).unwrap();
+        for name in names {
+            c.slots.push(Slot::new("claude", name, &cred(), now));
+        }
+        c
+    }
+
+    #[test]
+    fn resolves_names_and_numbers() {
+        let c = catalog_with(&["work", "home"]);
+        assert_eq!(c.resolve("claude", "#2").unwrap().name, "home");
+        assert_eq!(c.resolve("claude", "work").unwrap().name, "work");
+        assert!(
+            c.resolve("claude", "#3")
+                .unwrap_err()
+                .message()
+                .contains("#3")
+        );
+        assert_eq!(c.resolve("claude", "#x").unwrap_err().exit_code(), 2);
+        assert!(c.resolve("claude", "nope").is_err());
+    }
+
+    #[test]
+    fn unique_names_get_a_suffix() {
+        let c = catalog_with(&["work", "work-2"]);
+        assert_eq!(c.unique_name("claude", "work"), "work-3");
+        assert_eq!(c.unique_name("claude", "home"), "home");
+    }
+
+    #[test]
+    fn names_are_checked() {
+        for bad in ["", "-x", ".x", "a b", "a/b", &"x".repeat(65), "#1"] {
+            assert!(validate_name(bad).is_err(), "{bad}");
+        }
+        for good in ["work", "jane.doe", "a+b@c", "x-1"] {
+            validate_name(good).unwrap();
+        }
+        assert_eq!(
+            name_from_email("jane.doe@example.com").as_deref(),
+            Some("jane.doe")
+        );
+        assert_eq!(name_from_email("j ane@x").as_deref(), Some("j-ane"));
+    }
+
+    #[test]
+    fn remove_clears_active_and_live() {
+        let mut c = catalog_with(&["work"]);
+        let id = c.slots[0].id.clone();
+        c.active.insert("claude".into(), id.clone());
+        assert!(c.remove(&id).is_some());
+        assert!(c.active.is_empty());
+    }
+}

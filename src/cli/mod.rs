@@ -1,0 +1,101 @@
+//! The command line: argument definitions (clap derive) and one module per command.
+//!
+//! Parsing only validates; each command then opens what it needs. So `--help` and `--version`
+//! never touch a secret store.
+
+mod add;
+mod check;
+mod export;
+mod get;
+mod list;
+mod output;
+mod ralph;
+mod remove;
+mod use_slot;
+
+use clap::{Parser, Subcommand};
+
+use crate::agent::Agent;
+use crate::error::Result;
+use crate::paths::Paths;
+pub use output::Format;
+
+const AFTER_HELP: &str = "\
+Examples:
+  tokenkeeper add                       register the account Claude Code is logged in with
+  tokenkeeper add work --from stdin < creds.json
+  tokenkeeper list                      show every slot, the active one starred
+  tokenkeeper use work                  make Claude Code use slot 'work'
+  tokenkeeper get                       print the active slot's access token
+  claude setup-token | tokenkeeper store-token
+
+Files live under $TOKENKEEPER_HOME, or the XDG config and data directories.
+Exit codes: 0 success, 1 runtime failure (missing, expired, refused), 2 usage error.";
+
+/// Keeps the OAuth credentials of AI coding agents safe, alive and out of the agent's reach.
+#[derive(Debug, Parser)]
+#[command(name = "tokenkeeper", version, after_help = AFTER_HELP, max_term_width = 100)]
+pub struct Cli {
+    /// Output format for commands that print data.
+    #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+
+    /// Log what tokenkeeper does to stderr (-v info, -vv debug); tokens are never logged.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Register a credential as a slot (by default the one Claude Code is logged in with).
+    Add(add::Args),
+    /// Show every slot: active marker, name, kind, email, plan and expiry.
+    #[command(alias = "ls")]
+    List(list::Args),
+    /// Make a slot the credential Claude Code uses.
+    Use(use_slot::Args),
+    /// Print a slot's access token, for piping into another program.
+    Get(get::Args),
+    /// Exit 0 if a slot's access token is still valid, 1 if expired or missing.
+    Check(check::Args),
+    /// Print a slot's credential JSON, or write it to a file.
+    Export(export::Args),
+    /// Delete a slot.
+    #[command(alias = "rm")]
+    Remove(remove::Args),
+    /// Store a long-lived token read from stdin (bare token or JSON) for an agent.
+    StoreToken(ralph::StoreArgs),
+    /// Exit 0 if an agent's stored long-lived token is valid, 1 if expired or missing.
+    CheckToken(ralph::AgentArgs),
+    /// Print an agent's stored long-lived token (nothing else) for piping.
+    GetToken(ralph::AgentArgs),
+}
+
+/// `--agent` for slot commands.
+#[derive(Debug, clap::Args)]
+pub struct AgentArg {
+    /// The coding agent whose slots to work on.
+    #[arg(long, value_enum, default_value_t = Agent::Claude)]
+    pub agent: Agent,
+}
+
+/// Runs the parsed command; returns the exit code for commands that report a state by it.
+pub fn run(cli: Cli) -> Result<u8> {
+    let paths = Paths::from_env()?;
+    let format = cli.format;
+    match cli.command {
+        Command::Add(args) => add::run(args, &paths, format),
+        Command::List(args) => list::run(args, &paths, format),
+        Command::Use(args) => use_slot::run(args, &paths, format),
+        Command::Get(args) => get::run(args, &paths, format),
+        Command::Check(args) => check::run(args, &paths, format),
+        Command::Export(args) => export::run(args, &paths, format),
+        Command::Remove(args) => remove::run(args, &paths, format),
+        Command::StoreToken(args) => ralph::store(args, &paths, format),
+        Command::CheckToken(args) => ralph::check(args, &paths, format),
+        Command::GetToken(args) => ralph::get(args, &paths, format),
+    }
+}

@@ -1,0 +1,63 @@
+//! Printing: text or JSON on stdout, notices on stderr. A closed stdout is a clean exit.
+
+use std::io::Write;
+
+use jiff::Timestamp;
+use serde_json::{Value, json};
+
+use crate::catalog::Slot;
+use crate::error::{Error, Result};
+use crate::keeper::Keeper;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Human-readable text.
+    Text,
+    /// One JSON document, numbers as numbers and times in RFC 3339.
+    Json,
+}
+
+/// Prints one line to stdout.
+pub fn line(text: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{text}")
+        .and_then(|()| out.flush())
+        .map_err(Error::from_stdout)
+}
+
+/// Prints a JSON document to stdout.
+pub fn json(value: &Value) -> Result<()> {
+    line(&serde_json::to_string_pretty(value).expect("JSON values serialise"))
+}
+
+/// Tells the user something on stderr that is not an error.
+pub fn notice(text: &str) {
+    eprintln!("tokenkeeper: {text}");
+}
+
+/// Prints and clears the keeper's pending notices.
+pub fn flush_notices(keeper: &mut Keeper) {
+    for text in keeper.notices.drain(..) {
+        notice(&text);
+    }
+}
+
+/// The JSON description of a slot shared by every command that reports one.
+pub fn slot_json(slot: &Slot, active: bool, now: Timestamp) -> Value {
+    json!({
+        "name": slot.name,
+        "agent": slot.agent,
+        "kind": slot.kind,
+        "active": active,
+        "account_uuid": slot.account_uuid,
+        "email": slot.email,
+        "subscription_type": slot.subscription_type,
+        "rate_limit_tier": slot.rate_limit_tier,
+        "expires_at": slot.expires_at,
+        "expires_in_seconds": slot.expires_at.map(|at| at.as_second() - now.as_second()),
+        "expired": slot.expires_at.is_some_and(|at| at <= now),
+        "refresh_token_expires_at": slot.refresh_expires_at,
+        "created_at": slot.created_at,
+        "updated_at": slot.updated_at,
+    })
+}

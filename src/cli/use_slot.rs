@@ -1,0 +1,45 @@
+//! `tokenkeeper use NAME|#N`
+
+use jiff::Timestamp;
+use serde_json::json;
+
+use super::AgentArg;
+use super::output::{self, Format};
+use crate::agent::claude::LiveFile;
+use crate::error::Result;
+use crate::keeper::{Keeper, Switched};
+use crate::paths::Paths;
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Before overwriting Claude Code's credentials file, tokenkeeper saves whatever Claude Code wrote
+there since (a refreshed token, a new login) back into the slot it belongs to, or into a new
+slot when it matches none: newer tokens are never lost.")]
+pub struct Args {
+    /// Slot name, or #N as numbered by `list`.
+    pub slot: String,
+
+    #[command(flatten)]
+    pub agent: AgentArg,
+}
+
+pub fn run(args: Args, paths: &Paths, format: Format) -> Result<u8> {
+    let agent = args.agent.agent;
+    let mut keeper = Keeper::open(paths.clone())?;
+    let (outcome, slot) = keeper.switch(agent, &args.slot)?;
+    output::flush_notices(&mut keeper);
+    let live = LiveFile::locate()?.path.display().to_string();
+    if format == Format::Json {
+        return output::json(&json!({
+            "action": match outcome { Switched::Switched => "switched", Switched::AlreadyActive => "unchanged" },
+            "live_path": live,
+            "slot": output::slot_json(&slot, true, Timestamp::now()),
+        }))
+        .map(|()| 0);
+    }
+    let text = match outcome {
+        Switched::Switched => format!("{agent} now uses slot '{}' (wrote {live})", slot.name),
+        Switched::AlreadyActive => format!("{agent} already uses slot '{}'", slot.name),
+    };
+    output::line(&text).map(|()| 0)
+}

@@ -1,0 +1,75 @@
+//! Reading a secret from standard input: bounded, UTF-8, never echoed.
+
+use std::io::{IsTerminal, Read};
+
+use zeroize::Zeroizing;
+
+use crate::error::{Error, Result};
+use crate::secret::Secret;
+
+/// A credential is a few hundred bytes; anything past this is a mistake (or an attack).
+pub const MAX_STDIN_BYTES: u64 = 1 << 20;
+
+/// Reads all of stdin as a secret. `example` is the pipeline shown in hints.
+pub fn read_stdin_secret(example: &str) -> Result<Secret> {
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        return Err(
+            Error::usage("expected the credential on standard input, not a terminal")
+                .with_hint(format!("pipe it in: {example}")),
+        );
+    }
+    read_secret(stdin.lock(), example)
+}
+
+fn read_secret(reader: impl Read, example: &str) -> Result<Secret> {
+    let mut buf = Zeroizing::new(Vec::new());
+    reader
+        .take(MAX_STDIN_BYTES + 1)
+        .read_to_end(&mut buf)
+        .map_err(|err| Error::failure(format!("cannot read standard input: {err}")))?;
+    if buf.len() as u64 > MAX_STDIN_BYTES {
+        return Err(Error::failure(
+            "standard input is larger than 1 MiB; a credential is a few hundred bytes",
+        ));
+    }
+    if buf.iter().all(u8::is_ascii_whitespace) {
+        return Err(Error::failure("standard input is empty")
+            .with_hint(format!("pipe the credential in: {example}")));
+    }
+    let text = std::str::from_utf8(&buf)
+        .map_err(|_| Error::failure("standard input is not UTF-8 text"))?;
+    Ok(Secret::new(text.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_and_checks() {
+        assert!(
+            read_secret(&b"  \n"[..], "x")
+                .unwrap_err()
+                .message()
+                .contains("empty")
+        );
+        assert!(
+            read_secret(&b"\xff\xfe"[..], "x")
+                .unwrap_err()
+                .message()
+                .contains("UTF-8")
+        );
+        let huge = vec![b'a'; (MAX_STDIN_BYTES + 10) as usize];
+        assert!(
+            read_secret(&huge[..], "x")
+                .unwrap_err()
+                .message()
+                .contains("1 MiB")
+        );
+        assert_eq!(
+            read_secret(&b"tok\n"[..], "x").unwrap().expose_secret(),
+            "tok\n"
+        );
+    }
+}

@@ -1,0 +1,378 @@
+//! `Keeper`: the slot operations — add, use, remove, read — over the catalog, the secret store
+//! and the agent's live credential, kept consistent with each other.
+//!
+//! Every operation runs under the state lock. Writes go in an order that makes a crash at any
+//! point harmless: a secret is stored before the catalog names it, the catalog forgets a slot
+//! before its secret is deleted, and a live credential that changed outside tokenkeeper (Claude
+//! Code refreshed it, or the user logged in again) is saved back into a slot before anything may
+//! overwrite it. Each step is idempotent, so the next command finishes what a killed one began.
+
+use jiff::Timestamp;
+use tracing::{debug, info};
+
+use crate::agent::Agent;
+use crate::agent::claude::{self, LiveFile, LoginAccount};
+use crate::catalog::{self, Catalog, LiveRecord, Slot};
+use crate::credential::Credential;
+use crate::durable::failpoint;
+use crate::error::{Error, Result};
+use crate::lock::StateLock;
+use crate::paths::Paths;
+use crate::perms;
+use crate::store::{FileStore, SecretKey, SecretStore};
+
+pub struct Keeper {
+    paths: Paths,
+    store: Box<dyn SecretStore>,
+    catalog: Catalog,
+    now: Timestamp,
+    /// Things the user should hear about that are not errors (printed to stderr).
+    pub notices: Vec<String>,
+    _lock: StateLock,
+}
+
+/// Result of `add`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Added {
+    New,
+    /// Same account as an existing slot: that slot now holds the newer credential.
+    Updated,
+}
+
+/// Result of `use`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Switched {
+    Switched,
+    AlreadyActive,
+}
+
+/// Result of `remove`.
+pub struct Removed {
+    pub slot: Slot,
+    /// Path of the live credential that was deleted with the slot.
+    pub cleared_live: Option<String>,
+}
+
+impl Keeper {
+    /// Opens the data directory (0700), takes the state lock and loads the catalog.
+    pub fn open(paths: Paths) -> Result<Self> {
+        perms::ensure_private_dir(&paths.data_dir)?;
+        let lock = StateLock::acquire(&paths.state_lock())?;
+        let catalog = Catalog::load(&paths.catalog_file())?;
+        let store: Box<dyn SecretStore> = Box::new(FileStore::new(paths.store_dir()));
+        debug!(data_dir = %paths.data_dir.display(), backend = store.name(), slots = catalog.slots.len(), "opened");
+        Ok(Self {
+            paths,
+            store,
+            catalog,
+            now: Timestamp::now(),
+            notices: Vec::new(),
+            _lock: lock,
+        })
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    pub fn now(&self) -> Timestamp {
+        self.now
+    }
+
+    pub fn store_name(&self) -> &'static str {
+        self.store.name()
+    }
+
+    fn save(&self) -> Result<()> {
+        self.catalog.save(&self.paths.catalog_file())
+    }
+
+    /// The stored credential of a slot.
+    pub fn credential(&self, slot: &Slot) -> Result<Credential> {
+        let key = SecretKey::slot(&slot.agent, &slot.id);
+        let secret = self.store.get(&key)?.ok_or_else(|| {
+            Error::failure(format!(
+                "the credential of slot '{}' is missing from the {} store",
+                slot.name,
+                self.store.name()
+            ))
+            .with_hint(format!(
+                "add it again: tokenkeeper add {} --from stdin",
+                slot.name
+            ))
+        })?;
+        Credential::parse(
+            secret.expose_secret().as_bytes(),
+            &format!(
+                "the {} store entry of slot '{}'",
+                self.store.name(),
+                slot.name
+            ),
+        )
+    }
+
+    fn put(&self, slot: &Slot, credential: &Credential) -> Result<()> {
+        self.store.put(
+            &SecretKey::slot(&slot.agent, &slot.id),
+            &credential.to_secret_json(),
+        )
+    }
+
+    /// The slot holding the same lineage as `credential`, if any.
+    fn find_lineage(&self, agent: &str, credential: &Credential) -> Result<Option<String>> {
+        for slot in self.catalog.slots_of(agent) {
+            if self.credential(slot)?.same_lineage(credential) {
+                return Ok(Some(slot.id.clone()));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Saves a live credential that changed since tokenkeeper wrote it back into its slot.
+    ///
+    /// The owner is the slot of the same lineage (same refresh token). When no slot has it and
+    /// tokenkeeper manages the live location, the account cannot be told for sure — a refresh
+    /// by Claude Code and a login to another account look alike — so the credential is kept as
+    /// a new slot beside the old one rather than overwriting either. A login tokenkeeper never
+    /// managed is left alone until the user adds it.
+    pub fn sync_live(&mut self, agent: Agent) -> Result<()> {
+        let live = LiveFile::locate()?;
+        let Some(current) = live.read()? else {
+            return Ok(());
+        };
+        let fingerprint = current.fingerprint();
+        let record = self.catalog.live.get(agent.name()).cloned();
+        if record.as_ref().is_some_and(|r| r.sha256 == fingerprint) {
+            return Ok(());
+        }
+        let credential = match current.parsed {
+            Ok(credential) if credential.is_claude_blob() => credential,
+            Ok(_) | Err(_) => {
+                if record.is_some() {
+                    self.notices.push(format!(
+                        "{} does not hold a valid Claude Code credential; left it as it is",
+                        live.path.display()
+                    ));
+                }
+                return Ok(());
+            }
+        };
+        let owner = match self.find_lineage(agent.name(), &credential)? {
+            Some(id) => {
+                let slot = self.catalog.get(&id).expect("found above");
+                if self.credential(slot)? != credential {
+                    info!(slot = %slot.name, "saving the credential Claude Code updated");
+                    self.put(slot, &credential)?;
+                    let now = self.now;
+                    self.catalog
+                        .get_mut(&id)
+                        .expect("found above")
+                        .absorb(&credential, now);
+                }
+                id
+            }
+            None => {
+                let Some(record) = record else {
+                    debug!("live credential is not managed by tokenkeeper; leaving it");
+                    return Ok(());
+                };
+                let base = self
+                    .catalog
+                    .get(&record.slot)
+                    .map_or("live".to_string(), |s| s.name.clone());
+                let name = self
+                    .catalog
+                    .unique_name(agent.name(), &format!("{base}-recovered"));
+                let slot = Slot::new(agent.name(), &name, &credential, self.now);
+                self.put(&slot, &credential)?;
+                self.notices.push(format!(
+                    "Claude Code's credential changed since tokenkeeper wrote it (a refresh or a new login) and matches no slot; saved it as slot '{name}' so no tokens are lost"
+                ));
+                let id = slot.id.clone();
+                self.catalog.slots.push(slot);
+                id
+            }
+        };
+        failpoint("sync:before-catalog");
+        self.record_live(agent, &owner, fingerprint);
+        self.save()
+    }
+
+    fn record_live(&mut self, agent: Agent, slot_id: &str, sha256: String) {
+        self.catalog
+            .active
+            .insert(agent.name().to_string(), slot_id.to_string());
+        self.catalog.live.insert(
+            agent.name().to_string(),
+            LiveRecord {
+                slot: slot_id.to_string(),
+                sha256,
+                written_at: self.now,
+            },
+        );
+    }
+
+    /// Registers a credential as a slot, or updates the slot that already holds its account.
+    ///
+    /// `live` is the fingerprint of the live file when the credential was read from it: the
+    /// slot then becomes the active one, the one tokenkeeper manages the live file for.
+    pub fn add(
+        &mut self,
+        agent: Agent,
+        name: Option<&str>,
+        credential: &Credential,
+        account: Option<&LoginAccount>,
+        live: Option<String>,
+    ) -> Result<(Added, String)> {
+        if let Some(name) = name {
+            catalog::validate_name(name)?;
+        }
+        let uuid = account.and_then(|a| a.uuid.as_deref());
+        let same_account = match self.find_lineage(agent.name(), credential)? {
+            Some(id) => Some(id),
+            None => uuid.and_then(|uuid| {
+                self.catalog
+                    .slots_of(agent.name())
+                    .find(|s| s.account_uuid.as_deref() == Some(uuid))
+                    .map(|s| s.id.clone())
+            }),
+        };
+        let (outcome, id) = match same_account {
+            Some(id) => {
+                let slot = self.catalog.get(&id).expect("found above").clone();
+                if let Some(name) = name.filter(|n| *n != slot.name) {
+                    self.notices.push(format!("this is the account of slot '{}'; updated that slot and kept its name (not '{name}')", slot.name));
+                }
+                self.put(&slot, credential)?;
+                (Added::Updated, id)
+            }
+            None => {
+                let name = match name {
+                    Some(name) => name.to_string(),
+                    None => account
+                        .and_then(|a| a.email.as_deref())
+                        .and_then(catalog::name_from_email)
+                        .ok_or_else(|| {
+                            Error::usage("cannot name the new slot: its account's email is unknown")
+                                .with_hint("give it a name: tokenkeeper add NAME")
+                        })?,
+                };
+                if self.catalog.by_name(agent.name(), &name).is_some() {
+                    return Err(Error::usage(format!("a {agent} slot named '{name}' already exists and holds another account"))
+                        .with_hint(format!("choose another name, or remove the old slot first: tokenkeeper remove {name}")));
+                }
+                let slot = Slot::new(agent.name(), &name, credential, self.now);
+                self.put(&slot, credential)?;
+                let id = slot.id.clone();
+                self.catalog.slots.push(slot);
+                (Added::New, id)
+            }
+        };
+        failpoint("add:before-catalog");
+        let now = self.now;
+        let slot = self.catalog.get_mut(&id).expect("present");
+        slot.absorb(credential, now);
+        if let Some(account) = account {
+            slot.account_uuid = account.uuid.clone().or(slot.account_uuid.take());
+            slot.email = account.email.clone().or(slot.email.take());
+        }
+        if let Some(fingerprint) = live {
+            self.record_live(agent, &id, fingerprint);
+        }
+        self.save()?;
+        Ok((outcome, id))
+    }
+
+    /// Makes a slot the one Claude Code uses, first saving any newer live credential.
+    pub fn switch(&mut self, agent: Agent, selector: &str) -> Result<(Switched, Slot)> {
+        self.sync_live(agent)?;
+        let slot = self.catalog.resolve(agent.name(), selector)?.clone();
+        let live = LiveFile::locate()?;
+        let record = self.catalog.live.get(agent.name());
+        let current = live.read()?.map(|c| c.fingerprint());
+        if record.is_some_and(|r| r.slot == slot.id && Some(&r.sha256) == current.as_ref()) {
+            return Ok((Switched::AlreadyActive, slot));
+        }
+        let credential = self.credential(&slot)?;
+        if !credential.is_claude_blob() {
+            return Err(Error::failure(format!(
+                "slot '{}' holds a long-lived setup token, which Claude Code takes from CLAUDE_CODE_OAUTH_TOKEN, not from its credentials file",
+                slot.name
+            ))
+            .with_hint(format!("run Claude Code with it: CLAUDE_CODE_OAUTH_TOKEN=\"$(tokenkeeper get {})\" claude", slot.name)));
+        }
+        failpoint("use:before-live-write");
+        let fingerprint = live.write(&credential)?;
+        failpoint("use:after-live-write");
+        info!(slot = %slot.name, path = %live.path.display(), "wrote the live credential");
+        self.record_live(agent, &slot.id, fingerprint);
+        self.save()?;
+        Ok((Switched::Switched, slot))
+    }
+
+    /// Removes a slot. The active slot's live credential goes too, but only when `clear_live`.
+    pub fn remove(&mut self, agent: Agent, selector: &str, clear_live: bool) -> Result<Removed> {
+        self.sync_live(agent)?;
+        let slot = self.catalog.resolve(agent.name(), selector)?.clone();
+        let owns_live = self
+            .catalog
+            .live
+            .get(agent.name())
+            .is_some_and(|r| r.slot == slot.id);
+        let live = LiveFile::locate()?;
+        let live_exists = live.path.exists();
+        if owns_live && live_exists && !clear_live {
+            return Err(Error::failure(format!(
+                "slot '{}' is the one Claude Code uses now; removing it also deletes {}",
+                slot.name,
+                live.path.display()
+            ))
+            .with_hint(format!(
+                "to remove it and log Claude Code out, run: tokenkeeper remove {} --yes",
+                slot.name
+            )));
+        }
+        self.catalog.remove(&slot.id);
+        self.save()?;
+        failpoint("remove:after-catalog");
+        let cleared_live = if owns_live && live.remove()? {
+            Some(live.path.display().to_string())
+        } else {
+            None
+        };
+        self.store.delete(&SecretKey::slot(&slot.agent, &slot.id))?;
+        Ok(Removed { slot, cleared_live })
+    }
+}
+
+/// The credential Claude Code uses now, with its fingerprint and the account it logged in as.
+pub struct LiveLogin {
+    pub credential: Credential,
+    pub fingerprint: String,
+    pub account: Option<LoginAccount>,
+    pub path: String,
+}
+
+/// Reads Claude Code's live credential for `add --from live`.
+pub fn read_live_login(managed: bool) -> Result<LiveLogin> {
+    let live = LiveFile::locate()?;
+    let current = live.read()?.ok_or_else(|| {
+        Error::failure(format!("Claude Code has no stored login at {}", live.path.display()))
+            .with_hint("log in with `claude` (then /login), or pipe a credential: tokenkeeper add NAME --from stdin")
+    })?;
+    let fingerprint = current.fingerprint();
+    let credential = current.parsed?;
+    // The login record names the account only while tokenkeeper has not swapped credentials
+    // underneath it; after a `use` it may describe another account, so it is not trusted then.
+    let account = if managed {
+        None
+    } else {
+        claude::login_account()
+    };
+    Ok(LiveLogin {
+        credential,
+        fingerprint,
+        account,
+        path: live.path.display().to_string(),
+    })
+}

@@ -1,0 +1,19 @@
+//! tokenkeeper keeps the OAuth credentials of AI coding agents safe, alive and out of the
+//! agent's reach. The binary is a thin shell over this library; see `cli` for the commands.
+#![forbid(unsafe_code)]
+
+pub mod agent;
+pub mod catalog;
+pub mod cli;
+pub mod credential;
+pub mod durable;
+pub mod error;
+pub mod input;
+pub mod keeper;
+pub mod lock;
+pub mod paths;
+pub mod perms;
+pub mod ralph;
+pub mod secret;
+pub mod store;
+pub mod timefmt;

@@ -1,0 +1,40 @@
+//! The `tokenkeeper` binary: parse, run, turn the result into an exit code.
+#![forbid(unsafe_code)]
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tokenkeeper::cli::{self, Cli};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    match cli::run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(err) if err.is_broken_pipe() => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("tokenkeeper: {}", err.message());
+            if let Some(hint) = err.hint() {
+                eprintln!("hint: {hint}");
+            }
+            ExitCode::from(err.exit_code())
+        }
+    }
+}
+
+/// Logs go to stderr; `-v` info, `-vv` debug, `-vvv` trace, or `RUST_LOG` for full control.
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "tokenkeeper=info",
+        2 => "tokenkeeper=debug",
+        _ => "tokenkeeper=trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}

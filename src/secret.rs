@@ -1,0 +1,53 @@
+//! `Secret`: the only type that holds token material outside a parsed credential.
+//!
+//! It has no `Display`, its `Debug` prints `[redacted]`, its memory is zeroed on drop, and the
+//! one way to read it is `expose_secret()` — grep for that to find every place a secret leaves.
+
+use std::fmt;
+use zeroize::Zeroizing;
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(Zeroizing<String>);
+
+impl Secret {
+    pub fn new(value: String) -> Self {
+        Self(Zeroizing::new(value))
+    }
+
+    pub fn expose_secret(&self) -> &str {
+        &self.0
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl From<String> for Secret {
+    fn from(value: String) -> Self {
+        Self::new(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_the_value() {
+        let secret = Secret::new("sk-ant-oat01-planted".into());
+        assert_eq!(format!("{secret:?}"), "[redacted]");
+        assert_eq!(format!("{:?}", Some(&secret)), "Some([redacted])");
+        assert_eq!(secret.expose_secret(), "sk-ant-oat01-planted");
+    }
+}

@@ -1,0 +1,64 @@
+//! Where secrets live: the `SecretStore` trait and its backends.
+//!
+//! A secret is addressed by a `SecretKey` (service + account), the shape every OS secret store
+//! uses, so a key means the same thing in every backend. Values are UTF-8 JSON documents held in
+//! `Secret`.
+
+mod file;
+
+pub use file::FileStore;
+
+use std::fmt;
+
+use crate::error::Result;
+use crate::secret::Secret;
+
+/// Service name under which tokenkeeper keeps its slots.
+pub const SLOT_SERVICE: &str = "tokenkeeper";
+/// Account used by the ralph token commands (`<agent>-token` / `agent-loop`).
+pub const RALPH_ACCOUNT: &str = "agent-loop";
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SecretKey {
+    pub service: String,
+    pub account: String,
+}
+
+impl SecretKey {
+    /// The key of one slot's credential.
+    pub fn slot(agent: &str, slot_id: &str) -> Self {
+        Self {
+            service: SLOT_SERVICE.to_string(),
+            account: format!("{agent}.{slot_id}"),
+        }
+    }
+
+    /// The key of an agent's ralph-style long-lived token.
+    pub fn ralph(agent: &str) -> Self {
+        Self {
+            service: format!("{agent}-token"),
+            account: RALPH_ACCOUNT.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for SecretKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.service, self.account)
+    }
+}
+
+/// A place that keeps secrets.
+///
+/// - `get`: `Ok(Some)` the value, `Ok(None)` nothing stored under that key, `Err` the backend
+///   itself failed (unreachable, refused, unreadable, unsafe permissions).
+/// - `put`: stores or replaces atomically: afterwards `get` returns either the old or the new
+///   value, never a mix, even across a crash.
+/// - `delete`: `Ok(true)` removed, `Ok(false)` there was nothing.
+pub trait SecretStore {
+    /// Short backend name for messages, e.g. `file`.
+    fn name(&self) -> &'static str;
+    fn get(&self, key: &SecretKey) -> Result<Option<Secret>>;
+    fn put(&self, key: &SecretKey, value: &Secret) -> Result<()>;
+    fn delete(&self, key: &SecretKey) -> Result<bool>;
+}
