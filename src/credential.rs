@@ -119,7 +119,7 @@ impl Credential {
     /// other text, as `claude setup-token` prints it) which gets an expiry of `now + 365 days`.
     pub fn from_input(input: &Secret, origin: &str, now: Timestamp) -> Result<(Self, InputForm)> {
         let text = input.expose_secret().trim();
-        if text.starts_with('{') {
+        if text.starts_with(['{', '[']) {
             let mut credential = Self::parse(text.as_bytes(), origin)?;
             credential.set_expires_at_if_missing(now + BARE_TOKEN_LIFETIME);
             return Ok((credential, InputForm::Json));

@@ -30,7 +30,7 @@ pub fn relative(at: Timestamp, now: Timestamp) -> String {
 
 /// Whole days left until `at` (0 on the last day, negative once past).
 pub fn days_remaining(at: Timestamp, now: Timestamp) -> i64 {
-    (at.as_second() - now.as_second()).div_euclid(86_400)
+    (at.as_millisecond() - now.as_millisecond()).div_euclid(86_400_000)
 }
 
 /// Two largest units: `2d 3h`, `6h 12m`, `5m`, `40s`.
@@ -61,6 +61,10 @@ mod tests {
         assert_eq!(relative(at(-300), now), "5m ago");
         assert_eq!(relative(at(7200), now), "in 2h");
         assert_eq!(days_remaining(at(86_400 * 364 + 5), now), 364);
+        assert_eq!(
+            days_remaining(at(86_400 * 365) - jiff::SignedDuration::from_millis(1), now),
+            364
+        );
         assert_eq!(days_remaining(at(-1), now), -1);
     }
 }

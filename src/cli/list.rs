@@ -43,16 +43,19 @@ pub fn run(args: Args, paths: &Paths, format: Format) -> Result<u8> {
         let items: Vec<Value> = rows
             .iter()
             .map(|(index, slot, active)| {
-                let mut v = output::slot_json(slot, *active, now);
-                v["index"] = Value::from(*index);
-                v
+                let mut item = serde_json::Map::new();
+                item.insert("index".into(), Value::from(*index));
+                if let Value::Object(fields) = output::slot_json(slot, *active, now) {
+                    item.extend(fields);
+                }
+                Value::Object(item)
             })
             .collect();
         return output::json(&Value::Array(items)).map(|()| 0);
     }
     if rows.is_empty() {
         output::line("no slots yet")?;
-        output::notice(
+        eprintln!(
             "hint: run `tokenkeeper add` to register the account Claude Code is logged in with",
         );
         return Ok(0);

@@ -1,6 +1,5 @@
 //! `tokenkeeper use NAME|#N`
 
-use jiff::Timestamp;
 use serde_json::json;
 
 use super::AgentArg;
@@ -33,7 +32,7 @@ pub fn run(args: Args, paths: &Paths, format: Format) -> Result<u8> {
         return output::json(&json!({
             "action": match outcome { Switched::Switched => "switched", Switched::AlreadyActive => "unchanged" },
             "live_path": live,
-            "slot": output::slot_json(&slot, true, Timestamp::now()),
+            "slot": output::slot_json(&slot, true, keeper.now()),
         }))
         .map(|()| 0);
     }

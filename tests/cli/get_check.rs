@@ -1,0 +1,88 @@
+use crate::support::*;
+
+#[test]
+fn get_prints_only_the_token_of_the_active_or_named_slot() {
+    let env = Env::new();
+    env.write_live(&fresh_blob("live"));
+    env.cmd(&["add", "live"]).ok();
+    env.cmd(&["add", "other", "--from", "stdin"])
+        .stdin(fresh_blob("other"))
+        .ok();
+    env.cmd(&["get"])
+        .ok()
+        .stdout_is(&format!("{}\n", access("live")));
+    let out = env.cmd(&["get", "other"]).ok();
+    out.stdout_is(&format!("{}\n", access("other")));
+    assert_eq!(out.stderr, "");
+    let json = env.cmd(&["get", "other", "--format", "json"]).ok().json();
+    assert_eq!(json["access_token"], access("other"));
+}
+
+#[test]
+fn get_without_an_active_slot_says_what_to_do() {
+    let env = Env::new();
+    env.cmd(&["add", "a", "--from", "stdin"])
+        .stdin(fresh_blob("a"))
+        .ok();
+    env.cmd(&["get"])
+        .fails(1)
+        .stderr_has("no active claude slot")
+        .stderr_has("hint:");
+}
+
+#[test]
+fn expired_token_fails_get_and_check_with_nothing_on_stdout() {
+    let env = Env::new();
+    env.cmd(&["add", "old", "--from", "stdin"])
+        .stdin(claude_blob(
+            &access("old"),
+            &refresh("old"),
+            now_ms() - 3 * 3_600_000,
+        ))
+        .ok();
+    let out = env.cmd(&["get", "old"]).fails(1);
+    out.stdout_is("")
+        .stderr_has("expired 3h ago")
+        .hides(&access("old"));
+    let out = env.cmd(&["check", "old"]).run().code(1);
+    out.stdout_is("").stderr_has("expired");
+    let json = env
+        .cmd(&["check", "old", "--format", "json"])
+        .run()
+        .code(1)
+        .json();
+    assert_eq!(json["valid"], false);
+    assert!(json["remaining_seconds"].as_i64().unwrap() < 0);
+}
+
+#[test]
+fn check_reports_days_and_hours_remaining() {
+    let env = Env::new();
+    env.cmd(&["add", "year", "--from", "stdin"])
+        .stdin(access("year"))
+        .ok();
+    env.cmd(&["add", "short", "--from", "stdin"])
+        .stdin(claude_blob(
+            &access("s"),
+            &refresh("s"),
+            now_ms() + 5 * 3_600_000 + 30 * 60_000 + 5_000,
+        ))
+        .ok();
+    env.cmd(&["check", "year"])
+        .ok()
+        .stdout_has("364 days remaining");
+    env.cmd(&["check", "short"])
+        .ok()
+        .stdout_has("(in 5h 30m, 0 days remaining)");
+    let json = env.cmd(&["check", "year", "--format", "json"]).ok().json();
+    assert_eq!(json["valid"], true);
+    assert_eq!(json["days_remaining"], 364);
+}
+
+#[test]
+fn check_of_a_missing_slot_fails() {
+    let env = Env::new();
+    env.cmd(&["check", "ghost"])
+        .fails(1)
+        .stderr_has("no claude slot named 'ghost'");
+}

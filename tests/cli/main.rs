@@ -1,0 +1,15 @@
+//! Integration tests: each module drives the built binary for one feature.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod add;
+mod bad_input;
+mod crash;
+mod export_remove;
+mod get_check;
+mod help;
+mod list;
+mod ralph;
+mod secrets;
+mod use_slot;
