@@ -58,9 +58,16 @@ pub struct Slot {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit_tier: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub organization_uuid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub organization_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh_expires_at: Option<Timestamp>,
+    /// Set when the provider refused the refresh token: the provider's error code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub needs_login: Option<String>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -76,8 +83,11 @@ impl Slot {
             email: None,
             subscription_type: None,
             rate_limit_tier: None,
+            organization_uuid: None,
+            organization_name: None,
             expires_at: None,
             refresh_expires_at: None,
+            needs_login: None,
             created_at: now,
             updated_at: now,
         };
@@ -85,14 +95,37 @@ impl Slot {
         slot
     }
 
-    /// Copies what the credential says about itself into the slot's metadata.
+    /// Copies what the credential says about itself into the slot's metadata. A new credential
+    /// also clears a "needs login" mark.
     pub fn absorb(&mut self, credential: &Credential, now: Timestamp) {
         self.kind = credential.kind();
-        self.subscription_type = credential.subscription_type().map(str::to_string);
-        self.rate_limit_tier = credential.rate_limit_tier().map(str::to_string);
+        self.needs_login = None;
+        if let Some(plan) = credential.subscription_type() {
+            self.subscription_type = Some(plan.to_string());
+        }
+        if let Some(tier) = credential.rate_limit_tier() {
+            self.rate_limit_tier = Some(tier.to_string());
+        }
         self.expires_at = credential.expires_at();
         self.refresh_expires_at = credential.refresh_expires_at();
         self.updated_at = now;
+    }
+
+    /// Records what the provider's profile says about the slot's account.
+    pub fn absorb_profile(&mut self, profile: &crate::provider::Profile) {
+        let keep = |new: &Option<String>, old: &mut Option<String>| {
+            if new.is_some() {
+                *old = new.clone();
+            }
+        };
+        keep(&profile.account_uuid, &mut self.account_uuid);
+        keep(&profile.email, &mut self.email);
+        keep(&profile.organization_uuid, &mut self.organization_uuid);
+        keep(&profile.organization_name, &mut self.organization_name);
+        keep(&profile.rate_limit_tier, &mut self.rate_limit_tier);
+        if self.subscription_type.is_none() {
+            self.subscription_type = profile.plan.clone();
+        }
     }
 }
 

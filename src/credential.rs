@@ -309,6 +309,28 @@ impl Credential {
         }
     }
 
+    /// Takes the tokens of a refresh: new access token, the rotated refresh token (the old one is
+    /// kept when the answer has none), the new expiry and scopes. Every other field stays.
+    pub fn apply_refresh(&mut self, tokens: &crate::provider::Tokens, now: Timestamp) {
+        let fields = self.fields_mut();
+        fields.insert(
+            "accessToken".into(),
+            Value::String(tokens.access_token.expose_secret().to_string()),
+        );
+        if let Some(refresh) = &tokens.refresh_token {
+            fields.insert(
+                "refreshToken".into(),
+                Value::String(refresh.expose_secret().to_string()),
+            );
+        }
+        if let Some(at) = crate::provider::expires_at(tokens, now) {
+            fields.insert("expiresAt".into(), Value::from(at.as_millisecond()));
+        }
+        if let Some(scopes) = &tokens.scopes {
+            fields.insert("scopes".into(), Value::from(scopes.clone()));
+        }
+    }
+
     /// Two credentials of one lineage share their refresh token (or, without one, the access token).
     pub fn same_lineage(&self, other: &Credential) -> bool {
         match (self.refresh_token(), other.refresh_token()) {

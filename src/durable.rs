@@ -16,13 +16,19 @@ pub const TEMP_PREFIX: &str = ".tokenkeeper-";
 
 /// Replaces `path` with `bytes`, mode 0600, atomically and durably.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    write_atomic_io(path, bytes).map_err(|err| Error::io("cannot write", path, err))
+    write_atomic_tagged(path, bytes, "")
 }
 
-fn write_atomic_io(path: &Path, bytes: &[u8]) -> io::Result<()> {
+/// `write_atomic` whose temporary file is named `.tokenkeeper-<tag>…tmp`, so a reader can tell
+/// whose unfinished write it is.
+pub fn write_atomic_tagged(path: &Path, bytes: &[u8], tag: &str) -> Result<()> {
+    write_atomic_io(path, bytes, tag).map_err(|err| Error::io("cannot write", path, err))
+}
+
+fn write_atomic_io(path: &Path, bytes: &[u8], tag: &str) -> io::Result<()> {
     let dir = parent_dir(path);
     let mut temp = tempfile::Builder::new()
-        .prefix(TEMP_PREFIX)
+        .prefix(&format!("{TEMP_PREFIX}{tag}"))
         .suffix(".tmp")
         .tempfile_in(dir)?;
     set_private(temp.as_file())?;

@@ -11,14 +11,17 @@ use jiff::Timestamp;
 use tracing::{debug, info};
 
 use crate::agent::Agent;
-use crate::agent::claude::{self, LiveFile, LoginAccount};
+use crate::agent::claude::{self, LiveFile, LoginAccount, fingerprint};
 use crate::catalog::{self, Catalog, LiveRecord, Slot};
 use crate::credential::Credential;
 use crate::durable::failpoint;
 use crate::error::{Error, Result};
-use crate::lock::StateLock;
+use crate::journal::{Entry, Journal};
+use crate::lock::FileLock;
+use crate::net;
 use crate::paths::Paths;
 use crate::perms;
+use crate::provider::Profile;
 use crate::store::{FileStore, SecretKey, SecretStore};
 
 pub struct Keeper {
@@ -28,7 +31,7 @@ pub struct Keeper {
     now: Timestamp,
     /// Things the user should hear about that are not errors (printed to stderr).
     pub notices: Vec<String>,
-    _lock: StateLock,
+    _lock: FileLock,
 }
 
 /// Result of `add`.
@@ -57,18 +60,102 @@ impl Keeper {
     /// Opens the data directory (0700), takes the state lock and loads the catalog.
     pub fn open(paths: Paths) -> Result<Self> {
         perms::ensure_private_dir(&paths.data_dir)?;
-        let lock = StateLock::acquire(&paths.state_lock())?;
+        let lock = FileLock::acquire(&paths.state_lock())?;
         let catalog = Catalog::load(&paths.catalog_file())?;
         let store: Box<dyn SecretStore> = Box::new(FileStore::new(paths.store_dir()));
         debug!(data_dir = %paths.data_dir.display(), backend = store.name(), slots = catalog.slots.len(), "opened");
-        Ok(Self {
+        let mut keeper = Self {
             paths,
             store,
             catalog,
             now: Timestamp::now(),
             notices: Vec::new(),
             _lock: lock,
-        })
+        };
+        keeper.replay_journal()?;
+        Ok(keeper)
+    }
+
+    /// Applies updates a previous process made durable but may not have finished.
+    fn replay_journal(&mut self) -> Result<()> {
+        let journal = Journal::new(&self.paths);
+        for pending in journal.pending()? {
+            self.apply(&pending.entry)?;
+            journal.remove(&pending.path)?;
+        }
+        Ok(())
+    }
+
+    /// Applies one journal entry: store, then live file (only if it still holds what the
+    /// refresh started from), then catalog. Each step is idempotent.
+    fn apply(&mut self, entry: &Entry) -> Result<()> {
+        let Some(slot) = self.catalog.get(&entry.slot).cloned() else {
+            info!(slot = %entry.slot, "journal entry for a removed slot; dropping it");
+            return Ok(());
+        };
+        let credential = Credential::parse(
+            entry.credential.expose_secret().as_bytes(),
+            "a journal entry",
+        )?;
+        debug!(slot = %slot.name, "applying journal entry");
+        self.put(&slot, &credential)?;
+        failpoint("apply:after-store");
+        if let Some(before) = &entry.live_before {
+            let live = LiveFile::locate()?;
+            let current = live.read()?.map(|c| c.fingerprint());
+            let new = fingerprint(credential.to_secret_json().expose_secret().as_bytes());
+            if current.as_ref() == Some(before) || current.as_ref() == Some(&new) {
+                let written = live.write(&credential)?;
+                failpoint("apply:after-live");
+                self.record_live(&entry.agent, &slot.id, written);
+            }
+        }
+        let now = self.now;
+        let slot = self.catalog.get_mut(&slot.id).expect("present");
+        slot.absorb(&credential, now);
+        if slot.account_uuid.is_none() {
+            slot.account_uuid = entry.account_uuid.clone();
+        }
+        if slot.email.is_none() {
+            slot.email = entry.email.clone();
+        }
+        self.save()
+    }
+
+    /// Whether the agent's live credential is the one tokenkeeper wrote for this slot.
+    pub fn owns_live(&self, agent: Agent, slot_id: &str) -> bool {
+        self.catalog
+            .live
+            .get(agent.name())
+            .is_some_and(|r| r.slot == slot_id)
+    }
+
+    /// Fingerprint of the live file as it is now.
+    pub fn live_fingerprint(&self) -> Result<Option<String>> {
+        Ok(LiveFile::locate()?.read()?.map(|c| c.fingerprint()))
+    }
+
+    /// Marks a slot whose refresh token the provider refused.
+    pub fn mark_needs_login(&mut self, slot_id: &str, code: &str) -> Result<()> {
+        if let Some(slot) = self.catalog.get_mut(slot_id) {
+            slot.needs_login = Some(code.to_string());
+        }
+        self.save()
+    }
+
+    /// Records the provider profile of a slot's account.
+    pub fn set_profile(&mut self, slot_id: &str, profile: &Profile) -> Result<()> {
+        if let Some(slot) = self.catalog.get_mut(slot_id) {
+            slot.absorb_profile(profile);
+        }
+        self.save()
+    }
+
+    /// Prints and clears pending notices.
+    pub fn flush_notices_to_stderr(&mut self) {
+        for text in self.notices.drain(..) {
+            eprintln!("tokenkeeper: {text}");
+        }
     }
 
     pub fn catalog(&self) -> &Catalog {
@@ -176,34 +263,73 @@ impl Keeper {
                     debug!("live credential is not managed by tokenkeeper; leaving it");
                     return Ok(());
                 };
-                let base = self
-                    .catalog
-                    .get(&record.slot)
-                    .map_or("live".to_string(), |s| s.name.clone());
-                let name = self
-                    .catalog
-                    .unique_name(agent.name(), &format!("{base}-recovered"));
-                let slot = Slot::new(agent.name(), &name, &credential, self.now);
-                self.put(&slot, &credential)?;
-                self.notices.push(format!(
-                    "Claude Code's credential changed since tokenkeeper wrote it (a refresh or a new login) and matches no slot; saved it as slot '{name}' so no tokens are lost"
-                ));
-                let id = slot.id.clone();
-                self.catalog.slots.push(slot);
-                id
+                // A refresh by Claude Code and a login to another account look alike; only the
+                // provider can tell whose tokens these are.
+                let profile = identify(&credential, self.now);
+                let account_slot = profile
+                    .as_ref()
+                    .and_then(|p| p.account_uuid.as_deref())
+                    .and_then(|uuid| {
+                        self.catalog
+                            .slots_of(agent.name())
+                            .find(|s| s.account_uuid.as_deref() == Some(uuid))
+                            .map(|s| s.id.clone())
+                    });
+                match (account_slot, profile) {
+                    (Some(id), _) => {
+                        let slot = self.catalog.get(&id).expect("found above").clone();
+                        info!(slot = %slot.name, "saving the credential Claude Code refreshed (same account)");
+                        self.put(&slot, &credential)?;
+                        let now = self.now;
+                        self.catalog
+                            .get_mut(&id)
+                            .expect("found above")
+                            .absorb(&credential, now);
+                        id
+                    }
+                    (None, profile) => {
+                        let base = match profile
+                            .as_ref()
+                            .and_then(|p| p.email.as_deref())
+                            .and_then(catalog::name_from_email)
+                        {
+                            Some(name) => name,
+                            None => format!(
+                                "{}-recovered",
+                                self.catalog
+                                    .get(&record.slot)
+                                    .map_or("live", |s| s.name.as_str())
+                            ),
+                        };
+                        let name = self.catalog.unique_name(agent.name(), &base);
+                        let mut slot = Slot::new(agent.name(), &name, &credential, self.now);
+                        if let Some(profile) = &profile {
+                            slot.absorb_profile(profile);
+                        }
+                        self.put(&slot, &credential)?;
+                        self.notices.push(if profile.is_some() {
+                            format!("Claude Code is logged in to an account no slot holds; saved it as slot '{name}'")
+                        } else {
+                            format!("Claude Code's credential changed since tokenkeeper wrote it (a refresh or a new login) and its account could not be confirmed; saved it as slot '{name}' so no tokens are lost")
+                        });
+                        let id = slot.id.clone();
+                        self.catalog.slots.push(slot);
+                        id
+                    }
+                }
             }
         };
         failpoint("sync:before-catalog");
-        self.record_live(agent, &owner, fingerprint);
+        self.record_live(agent.name(), &owner, fingerprint);
         self.save()
     }
 
-    fn record_live(&mut self, agent: Agent, slot_id: &str, sha256: String) {
+    fn record_live(&mut self, agent: &str, slot_id: &str, sha256: String) {
         self.catalog
             .active
-            .insert(agent.name().to_string(), slot_id.to_string());
+            .insert(agent.to_string(), slot_id.to_string());
         self.catalog.live.insert(
-            agent.name().to_string(),
+            agent.to_string(),
             LiveRecord {
                 slot: slot_id.to_string(),
                 sha256,
@@ -224,6 +350,13 @@ impl Keeper {
         account: Option<&LoginAccount>,
         live: Option<String>,
     ) -> Result<(Added, String)> {
+        // The provider's word on the account beats Claude Code's login record.
+        let profile = identify(credential, self.now);
+        let from_profile = profile.as_ref().map(|p| LoginAccount {
+            uuid: p.account_uuid.clone(),
+            email: p.email.clone(),
+        });
+        let account = from_profile.as_ref().or(account);
         if let Some(name) = name {
             catalog::validate_name(name)?;
         }
@@ -257,15 +390,25 @@ impl Keeper {
                                 .with_hint("give it a name: tokenkeeper add NAME")
                         })?,
                 };
-                if self.catalog.by_name(agent.name(), &name).is_some() {
-                    return Err(Error::usage(format!("a {agent} slot named '{name}' already exists and holds another account"))
-                        .with_hint(format!("choose another name, or remove the old slot first: tokenkeeper remove {name}")));
+                match self.catalog.by_name(agent.name(), &name) {
+                    // A dead slot of unknown account, named on purpose: this is its new login.
+                    Some(slot) if slot.needs_login.is_some() && slot.account_uuid.is_none() => {
+                        let slot = slot.clone();
+                        self.put(&slot, credential)?;
+                        (Added::Updated, slot.id)
+                    }
+                    Some(_) => {
+                        return Err(Error::usage(format!("a {agent} slot named '{name}' already exists and holds another account"))
+                            .with_hint(format!("choose another name, or remove the old slot first: tokenkeeper remove {name}")));
+                    }
+                    None => {
+                        let slot = Slot::new(agent.name(), &name, credential, self.now);
+                        self.put(&slot, credential)?;
+                        let id = slot.id.clone();
+                        self.catalog.slots.push(slot);
+                        (Added::New, id)
+                    }
                 }
-                let slot = Slot::new(agent.name(), &name, credential, self.now);
-                self.put(&slot, credential)?;
-                let id = slot.id.clone();
-                self.catalog.slots.push(slot);
-                (Added::New, id)
             }
         };
         failpoint("add:before-catalog");
@@ -276,8 +419,11 @@ impl Keeper {
             slot.account_uuid = account.uuid.clone().or(slot.account_uuid.take());
             slot.email = account.email.clone().or(slot.email.take());
         }
+        if let Some(profile) = &profile {
+            slot.absorb_profile(profile);
+        }
         if let Some(fingerprint) = live {
-            self.record_live(agent, &id, fingerprint);
+            self.record_live(agent.name(), &id, fingerprint);
         }
         self.save()?;
         Ok((outcome, id))
@@ -305,7 +451,7 @@ impl Keeper {
         let fingerprint = live.write(&credential)?;
         failpoint("use:after-live-write");
         info!(slot = %slot.name, path = %live.path.display(), "wrote the live credential");
-        self.record_live(agent, &slot.id, fingerprint);
+        self.record_live(agent.name(), &slot.id, fingerprint);
         self.save()?;
         Ok((Switched::Switched, slot))
     }
@@ -375,4 +521,22 @@ pub fn read_live_login(managed: bool) -> Result<LiveLogin> {
         account,
         path: live.path.display().to_string(),
     })
+}
+
+/// Asks the provider whose account a credential belongs to; `None` when it cannot say (the
+/// token is expired or long-lived, or the provider is unreachable).
+pub fn identify(credential: &Credential, now: Timestamp) -> Option<Profile> {
+    if credential.expires_at().is_some_and(|at| at <= now)
+        || !credential.scopes().contains(&"user:profile")
+    {
+        return None;
+    }
+    match net::block_on(net::client().profile(&credential.access_token())) {
+        Ok(profile) if profile.account_uuid.is_some() => Some(profile),
+        Ok(_) => None,
+        Err(err) => {
+            debug!(error = %err, "could not identify the account");
+            None
+        }
+    }
 }

@@ -49,6 +49,16 @@ impl Paths {
         self.data_dir.join("store")
     }
 
+    /// Lock files, and the record of the Claude Code lock tokenkeeper holds.
+    pub fn locks_dir(&self) -> PathBuf {
+        self.data_dir.join("locks")
+    }
+
+    /// Makes refreshes of one slot's lineage single-flight.
+    pub fn slot_lock(&self, slot_id: &str) -> PathBuf {
+        self.locks_dir().join(format!("{slot_id}.lock"))
+    }
+
     /// Serialises every command that changes state.
     pub fn state_lock(&self) -> PathBuf {
         self.data_dir.join("state.lock")

@@ -5,15 +5,16 @@ use serde_json::json;
 use super::AgentArg;
 use super::output::{self, Format};
 use crate::error::{Error, Result};
-use crate::keeper::Keeper;
 use crate::paths::Paths;
+use crate::refresh::{self, Policy};
 use crate::timefmt;
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
 Prints only the token and a newline, so it pipes cleanly:
   CLAUDE_CODE_OAUTH_TOKEN=\"$(tokenkeeper get work)\" claude
-Fails (exit 1, nothing on stdout) when the token has expired.")]
+Refreshes first when the token expires within the refresh margin (TOKENKEEPER_REFRESH_MARGIN,
+default 10m). Fails (exit 1, nothing on stdout) when no valid token can be had.")]
 pub struct Args {
     /// Slot name or #N [default: the active slot].
     pub slot: Option<String>,
@@ -24,14 +25,10 @@ pub struct Args {
 
 pub fn run(args: Args, paths: &Paths, format: Format) -> Result<u8> {
     let agent = args.agent.agent;
-    let mut keeper = Keeper::open(paths.clone())?;
-    keeper.sync_live(agent)?;
-    output::flush_notices(&mut keeper);
-    let now = keeper.now();
-    let slot = keeper
-        .catalog()
-        .resolve_or_active(agent.name(), args.slot.as_deref())?;
-    let credential = keeper.credential(slot)?;
+    let policy = Policy::from_env()?;
+    let fresh = refresh::ensure_fresh(paths, agent, args.slot.as_deref(), false, &policy)?;
+    let (slot, credential) = (fresh.slot, fresh.credential);
+    let now = jiff::Timestamp::now();
     if let Some(at) = credential.expires_at().filter(|at| *at <= now) {
         return Err(Error::failure(format!(
             "the access token of slot '{}' expired {} ({})",
@@ -39,7 +36,10 @@ pub fn run(args: Args, paths: &Paths, format: Format) -> Result<u8> {
             timefmt::relative(at, now),
             timefmt::local(at)
         ))
-        .with_hint("start Claude Code with this slot active to refresh it, or add a fresh credential: tokenkeeper add"));
+        .with_hint(format!(
+            "store a new one: claude setup-token | tokenkeeper add {} --from stdin",
+            slot.name
+        )));
     }
     let token = credential.access_token();
     if format == Format::Json {

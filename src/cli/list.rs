@@ -67,6 +67,7 @@ pub fn run(args: Args, paths: &Paths, format: Format) -> Result<u8> {
     ]);
     for (index, slot, active) in &rows {
         let expires = match slot.expires_at {
+            _ if slot.needs_login.is_some() => "needs login".to_string(),
             Some(at) if at <= now => format!(
                 "{} (expired {})",
                 timefmt::local(at),

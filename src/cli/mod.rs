@@ -10,6 +10,7 @@ mod get;
 mod list;
 mod output;
 mod ralph;
+mod refresh;
 mod remove;
 mod use_slot;
 
@@ -61,6 +62,8 @@ pub enum Command {
     Get(get::Args),
     /// Exit 0 if a slot's access token is still valid, 1 if expired or missing.
     Check(check::Args),
+    /// Refresh a slot's tokens now (when due, or with --force).
+    Refresh(refresh::Args),
     /// Print a slot's credential JSON, or write it to a file.
     Export(export::Args),
     /// Delete a slot.
@@ -93,6 +96,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Get(args) => get::run(args, &paths, format),
         Command::Check(args) => check::run(args, &paths, format),
         Command::Export(args) => export::run(args, &paths, format),
+        Command::Refresh(args) => refresh::run(args, &paths, format),
         Command::Remove(args) => remove::run(args, &paths, format),
         Command::StoreToken(args) => ralph::store(args, &paths, format),
         Command::CheckToken(args) => ralph::check(args, &paths, format),

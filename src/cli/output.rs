@@ -37,9 +37,7 @@ pub fn notice(text: &str) {
 
 /// Prints and clears the keeper's pending notices.
 pub fn flush_notices(keeper: &mut Keeper) {
-    for text in keeper.notices.drain(..) {
-        notice(&text);
-    }
+    keeper.flush_notices_to_stderr();
 }
 
 /// The JSON description of a slot shared by every command that reports one.
@@ -53,6 +51,9 @@ pub fn slot_json(slot: &Slot, active: bool, now: Timestamp) -> Value {
         "email": slot.email,
         "subscription_type": slot.subscription_type,
         "rate_limit_tier": slot.rate_limit_tier,
+        "organization_uuid": slot.organization_uuid,
+        "organization_name": slot.organization_name,
+        "needs_login": slot.needs_login,
         "expires_at": slot.expires_at,
         "expires_in_seconds": slot.expires_at.map(|at| at.as_second() - now.as_second()),
         "expired": slot.expires_at.is_some_and(|at| at <= now),

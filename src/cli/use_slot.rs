@@ -8,6 +8,7 @@ use crate::agent::claude::LiveFile;
 use crate::error::Result;
 use crate::keeper::{Keeper, Switched};
 use crate::paths::Paths;
+use crate::refresh::{self, Policy};
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
@@ -24,6 +25,8 @@ pub struct Args {
 
 pub fn run(args: Args, paths: &Paths, format: Format) -> Result<u8> {
     let agent = args.agent.agent;
+    // Hand Claude Code a token with life in it: refresh first when due.
+    refresh::ensure_fresh(paths, agent, Some(&args.slot), false, &Policy::from_env()?)?;
     let mut keeper = Keeper::open(paths.clone())?;
     let (outcome, slot) = keeper.switch(agent, &args.slot)?;
     output::flush_notices(&mut keeper);

@@ -33,16 +33,17 @@ fn get_without_an_active_slot_says_what_to_do() {
 #[test]
 fn expired_token_fails_get_and_check_with_nothing_on_stdout() {
     let env = Env::new();
+    let blob = serde_json::json!({
+        "accessToken": access("old"),
+        "expiresAt": now_ms() - 3 * 3_600_000,
+    });
     env.cmd(&["add", "old", "--from", "stdin"])
-        .stdin(claude_blob(
-            &access("old"),
-            &refresh("old"),
-            now_ms() - 3 * 3_600_000,
-        ))
+        .stdin(blob.to_string())
         .ok();
     let out = env.cmd(&["get", "old"]).fails(1);
     out.stdout_is("")
         .stderr_has("expired 3h ago")
+        .stderr_has("hint: store a new one")
         .hides(&access("old"));
     let out = env.cmd(&["check", "old"]).run().code(1);
     out.stdout_is("").stderr_has("expired");
@@ -53,6 +54,34 @@ fn expired_token_fails_get_and_check_with_nothing_on_stdout() {
         .json();
     assert_eq!(json["valid"], false);
     assert!(json["remaining_seconds"].as_i64().unwrap() < 0);
+}
+
+#[test]
+fn expired_oauth_token_with_the_provider_unreachable_fails_and_keeps_the_credential() {
+    let env = Env::new();
+    let blob = claude_blob(&access("old"), &refresh("old"), now_ms() - 3 * 3_600_000);
+    env.cmd(&["add", "old", "--from", "stdin"])
+        .stdin(&blob)
+        .ok();
+    let before = env.snapshot();
+    let out = env.cmd(&["get", "old"]).fails(1);
+    out.stdout_is("")
+        .one_line_error()
+        .stderr_has("cannot refresh slot 'old': could not connect")
+        .hides(&access("old"))
+        .hides(&refresh("old"));
+    // The unspent refresh token is still there, and nothing stored changed.
+    assert_eq!(
+        env.exported("old")["claudeAiOauth"]["refreshToken"],
+        refresh("old")
+    );
+    let stored = |snapshot: std::collections::BTreeMap<String, (Vec<u8>, u32)>| {
+        snapshot
+            .into_iter()
+            .filter(|(path, _)| !path.ends_with(".lock"))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(stored(before), stored(env.snapshot()));
 }
 
 #[test]

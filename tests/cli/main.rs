@@ -11,5 +11,6 @@ mod get_check;
 mod help;
 mod list;
 mod ralph;
+mod refresh;
 mod secrets;
 mod use_slot;

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod provider;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
@@ -31,12 +33,35 @@ impl Env {
         vars.insert("HOME".into(), home.display().to_string());
         vars.insert("TZ".into(), "UTC".into());
         vars.insert("PATH".into(), std::env::var("PATH").unwrap_or_default());
+        // Nothing reaches the real provider: by default its endpoints are a closed local port.
+        vars.insert(
+            "TOKENKEEPER_CLAUDE_OAUTH_URL".into(),
+            "http://127.0.0.1:9/v1/oauth/token".into(),
+        );
+        vars.insert(
+            "TOKENKEEPER_CLAUDE_API_URL".into(),
+            "http://127.0.0.1:9".into(),
+        );
         Self {
             _dir: dir,
             root,
             home,
             vars,
         }
+    }
+
+    /// An environment whose provider endpoints point at `provider`.
+    pub fn with_provider(provider: &provider::FakeProvider) -> Self {
+        let mut env = Self::new();
+        for (key, value) in provider.env() {
+            env.set(&key, value);
+        }
+        env
+    }
+
+    /// Stored credential of a slot, parsed.
+    pub fn exported(&self, slot: &str) -> serde_json::Value {
+        self.cmd(&["export", slot]).ok().json()
     }
 
     pub fn set(&mut self, key: &str, value: impl AsRef<str>) -> &mut Self {
@@ -197,6 +222,15 @@ impl<'a> Run<'a> {
         }
         drop(pipe);
         child
+    }
+
+    /// Starts the command with stdout and stderr captured, for `wait_with_output`.
+    pub fn spawn_piped(&self) -> Child {
+        let mut cmd = self.command();
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd.spawn().unwrap()
     }
 
     pub fn run(self) -> Output {

@@ -1,0 +1,34 @@
+//! The network context: one tokio runtime and one provider client per process, built on first
+//! use so commands that never touch the network (most of them, most of the time) pay nothing.
+
+use std::future::Future;
+use std::sync::OnceLock;
+
+use crate::provider::Client;
+
+struct Net {
+    runtime: tokio::runtime::Runtime,
+    client: Client,
+}
+
+static NET: OnceLock<Net> = OnceLock::new();
+
+fn net() -> &'static Net {
+    NET.get_or_init(|| Net {
+        runtime: tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a tokio runtime starts"),
+        client: Client::from_env(),
+    })
+}
+
+/// The provider client, configured from the environment.
+pub fn client() -> &'static Client {
+    &net().client
+}
+
+/// Runs a future to completion from synchronous code.
+pub fn block_on<F: Future>(future: F) -> F::Output {
+    net().runtime.block_on(future)
+}

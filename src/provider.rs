@@ -1,0 +1,348 @@
+//! HTTP client for Anthropic's OAuth endpoints: token refresh, profile and usage.
+//!
+//! None of these endpoints is documented; every URL, the client id and the User-Agent are
+//! named constants an environment variable overrides. Responses are parsed tolerantly (unknown
+//! fields ignored, optional fields optional). Errors are classified so callers can tell a dead
+//! lineage (a new login is needed) from a passing failure (retry later), and never carry a
+//! token: only status codes and the provider's error code are reported.
+
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tracing::{debug, info};
+
+use crate::secret::Secret;
+
+pub const ENV_OAUTH_URL: &str = "TOKENKEEPER_CLAUDE_OAUTH_URL";
+pub const ENV_API_URL: &str = "TOKENKEEPER_CLAUDE_API_URL";
+pub const ENV_CLIENT_ID: &str = "TOKENKEEPER_CLAUDE_CLIENT_ID";
+pub const ENV_USER_AGENT: &str = "TOKENKEEPER_CLAUDE_USER_AGENT";
+
+pub const DEFAULT_OAUTH_URL: &str = "https://platform.claude.com/v1/oauth/token";
+pub const DEFAULT_API_URL: &str = "https://api.anthropic.com";
+pub const DEFAULT_CLIENT_ID: &str = "9d1c250a-e61b-44d9-88ed-5944d1962f5e";
+/// Some deployments refuse requests without a `claude-cli/…`-style User-Agent.
+pub const DEFAULT_USER_AGENT: &str = concat!(
+    "claude-cli/2.1.330 (external, cli; tokenkeeper/",
+    env!("CARGO_PKG_VERSION"),
+    ")"
+);
+pub const OAUTH_BETA: &str = "oauth-2025-04-20";
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Delays before the 2nd, 3rd and 4th attempt of a request that failed transiently.
+const BACKOFF: [Duration; 3] = [
+    Duration::from_millis(200),
+    Duration::from_millis(600),
+    Duration::from_millis(1500),
+];
+
+/// Where the provider lives; every field overridable from the environment.
+#[derive(Debug, Clone)]
+pub struct Endpoints {
+    pub oauth_url: String,
+    pub api_url: String,
+    pub client_id: String,
+    pub user_agent: String,
+}
+
+impl Endpoints {
+    pub fn from_env() -> Self {
+        let var = |name: &str, default: &str| {
+            std::env::var(name)
+                .ok()
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| default.to_string())
+        };
+        Self {
+            oauth_url: var(ENV_OAUTH_URL, DEFAULT_OAUTH_URL),
+            api_url: var(ENV_API_URL, DEFAULT_API_URL)
+                .trim_end_matches('/')
+                .to_string(),
+            client_id: var(ENV_CLIENT_ID, DEFAULT_CLIENT_ID),
+            user_agent: var(ENV_USER_AGENT, DEFAULT_USER_AGENT),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProviderError {
+    /// The refresh token was refused (`invalid_grant`, or 401 on refresh): the lineage is dead
+    /// and the slot needs a new login.
+    NeedsLogin(String),
+    /// 401/403 from an API endpoint: the access token is expired, revoked or lacks the scope.
+    Unauthorized(u16),
+    /// Anything else — 5xx, 429, network, timeout, an unreadable answer. Worth retrying.
+    Transient(String),
+}
+
+impl std::fmt::Display for ProviderError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProviderError::NeedsLogin(code) => {
+                write!(f, "the provider refused the refresh token ({code})")
+            }
+            ProviderError::Unauthorized(status) => {
+                write!(f, "the provider refused the access token (HTTP {status})")
+            }
+            ProviderError::Transient(why) => f.write_str(why),
+        }
+    }
+}
+
+/// What the token endpoint returns; tokens already wrapped as secrets.
+#[derive(Debug)]
+pub struct Tokens {
+    pub access_token: Secret,
+    pub refresh_token: Option<Secret>,
+    pub expires_in: Option<SignedDuration>,
+    pub scopes: Option<Vec<String>>,
+    pub account_uuid: Option<String>,
+    pub email: Option<String>,
+}
+
+/// The account behind an access token.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Profile {
+    pub account_uuid: Option<String>,
+    pub email: Option<String>,
+    pub organization_uuid: Option<String>,
+    pub organization_name: Option<String>,
+    pub rate_limit_tier: Option<String>,
+    /// `max`, `pro` or none, from the account's flags.
+    pub plan: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Retry {
+    Backoff,
+    Never,
+}
+
+pub struct Client {
+    http: reqwest::Client,
+    endpoints: Endpoints,
+}
+
+impl Client {
+    pub fn new(endpoints: Endpoints) -> Self {
+        install_crypto_provider();
+        let http = reqwest::Client::builder()
+            .user_agent(endpoints.user_agent.clone())
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT)
+            .build()
+            .expect("the HTTP client configuration is valid");
+        Self { http, endpoints }
+    }
+
+    pub fn from_env() -> Self {
+        Self::new(Endpoints::from_env())
+    }
+
+    /// Exchanges a refresh token for new tokens, retrying transient failures with backoff.
+    /// The refresh token is single-use: after `Ok`, only the returned tokens are valid.
+    pub async fn refresh(&self, refresh_token: &Secret) -> Result<Tokens, ProviderError> {
+        let body = json!({
+            "grant_type": "refresh_token",
+            "refresh_token": refresh_token.expose_secret(),
+            "client_id": self.endpoints.client_id,
+        });
+        let value = self
+            .with_retries("refresh", Retry::Backoff, || {
+                self.http
+                    .post(&self.endpoints.oauth_url)
+                    .header("anthropic-beta", OAUTH_BETA)
+                    .json(&body)
+            })
+            .await?;
+        parse_tokens(value)
+    }
+
+    /// `GET /api/oauth/profile`, tried once: callers use it to enrich what they know and carry
+    /// on without it, so waiting out a backoff would only slow them down.
+    pub async fn profile(&self, access_token: &Secret) -> Result<Profile, ProviderError> {
+        let value = self
+            .api_get("/api/oauth/profile", access_token, Retry::Never)
+            .await?;
+        let text = |v: &Value, key: &str| {
+            v.get(key)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+        };
+        let account = value.get("account").cloned().unwrap_or(Value::Null);
+        let org = value.get("organization").cloned().unwrap_or(Value::Null);
+        let flag = |key: &str| account.get(key).and_then(Value::as_bool).unwrap_or(false);
+        let plan = if flag("has_claude_max") {
+            Some("max".to_string())
+        } else if flag("has_claude_pro") {
+            Some("pro".to_string())
+        } else {
+            None
+        };
+        Ok(Profile {
+            account_uuid: text(&account, "uuid"),
+            email: text(&account, "email").or_else(|| text(&account, "email_address")),
+            organization_uuid: text(&org, "uuid"),
+            organization_name: text(&org, "name"),
+            rate_limit_tier: text(&org, "rate_limit_tier"),
+            plan,
+        })
+    }
+
+    /// `GET /api/oauth/usage`, as raw JSON for `usage::Snapshot::parse`.
+    pub async fn usage(&self, access_token: &Secret) -> Result<Value, ProviderError> {
+        self.api_get("/api/oauth/usage", access_token, Retry::Backoff)
+            .await
+    }
+
+    async fn api_get(
+        &self,
+        path: &str,
+        access_token: &Secret,
+        retry: Retry,
+    ) -> Result<Value, ProviderError> {
+        let url = format!("{}{path}", self.endpoints.api_url);
+        self.with_retries(path, retry, || {
+            self.http
+                .get(&url)
+                .bearer_auth(access_token.expose_secret())
+                .header("anthropic-beta", OAUTH_BETA)
+        })
+        .await
+    }
+
+    async fn with_retries(
+        &self,
+        what: &str,
+        retry: Retry,
+        request: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<Value, ProviderError> {
+        let retries = match retry {
+            Retry::Backoff => BACKOFF.len(),
+            Retry::Never => 0,
+        };
+        let mut attempt = 0;
+        loop {
+            match send(request()).await {
+                Err(ProviderError::Transient(why)) if attempt < retries => {
+                    info!(request = what, attempt = attempt + 1, error = %why, "transient failure; retrying");
+                    tokio::time::sleep(BACKOFF[attempt]).await;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+async fn send(request: reqwest::RequestBuilder) -> Result<Value, ProviderError> {
+    let response = request
+        .send()
+        .await
+        .map_err(|err| ProviderError::Transient(describe(&err)))?;
+    let status = response.status();
+    let body = response
+        .bytes()
+        .await
+        .map_err(|err| ProviderError::Transient(describe(&err)))?;
+    debug!(
+        status = status.as_u16(),
+        bytes = body.len(),
+        "provider answered"
+    );
+    let value: Option<Value> = serde_json::from_slice(&body).ok();
+    let error_code = value
+        .as_ref()
+        .and_then(|v| v.get("error"))
+        .and_then(|e| e.as_str().or_else(|| e.get("type").and_then(Value::as_str)))
+        .map(|s| s.chars().take(64).collect::<String>());
+    if status.is_success() {
+        return value.ok_or_else(|| {
+            ProviderError::Transient(format!(
+                "the provider answered HTTP {status} with a body that is not JSON"
+            ))
+        });
+    }
+    let code = error_code.unwrap_or_else(|| format!("HTTP {}", status.as_u16()));
+    Err(match status {
+        StatusCode::BAD_REQUEST if code == "invalid_grant" => ProviderError::NeedsLogin(code),
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+            ProviderError::Unauthorized(status.as_u16())
+        }
+        _ => ProviderError::Transient(format!(
+            "the provider answered HTTP {} ({code})",
+            status.as_u16()
+        )),
+    })
+}
+
+/// A network error without the URL's query or anything else that could carry a secret.
+fn describe(err: &reqwest::Error) -> String {
+    let kind = if err.is_timeout() {
+        "timed out"
+    } else if err.is_connect() {
+        "could not connect"
+    } else if err.is_body() || err.is_decode() {
+        "the answer was cut off"
+    } else {
+        "the request failed"
+    };
+    match err.url() {
+        Some(url) => format!(
+            "{kind} ({}://{}{})",
+            url.scheme(),
+            url.host_str().unwrap_or(""),
+            port_suffix(url)
+        ),
+        None => kind.to_string(),
+    }
+}
+
+fn port_suffix(url: &reqwest::Url) -> String {
+    url.port().map(|p| format!(":{p}")).unwrap_or_default()
+}
+
+fn parse_tokens(value: Value) -> Result<Tokens, ProviderError> {
+    let text = |key: &str| {
+        value
+            .get(key)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+    };
+    let access = text("access_token").ok_or_else(|| {
+        ProviderError::Transient("the token endpoint's answer has no access_token".into())
+    })?;
+    let account = value.get("account");
+    let account_text = |key: &str| {
+        account
+            .and_then(|a| a.get(key))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    Ok(Tokens {
+        access_token: Secret::new(access.to_string()),
+        refresh_token: text("refresh_token").map(|s| Secret::new(s.to_string())),
+        expires_in: value
+            .get("expires_in")
+            .and_then(Value::as_i64)
+            .map(SignedDuration::from_secs),
+        scopes: text("scope").map(|s| s.split_whitespace().map(str::to_string).collect()),
+        account_uuid: account_text("uuid"),
+        email: account_text("email_address"),
+    })
+}
+
+/// Tokens from a refresh, applied at `now`.
+pub fn expires_at(tokens: &Tokens, now: Timestamp) -> Option<Timestamp> {
+    tokens.expires_in.map(|d| now + d)
+}
+
+fn install_crypto_provider() {
+    // Installing twice is harmless; the first provider wins.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

@@ -1,0 +1,346 @@
+//! When to refresh, and the single-flight refresh of one lineage.
+//!
+//! `due` is a pure function of the token's expiry, the refresh token's age and the policy; the
+//! daemon and every command share it. `ensure_fresh` refreshes a slot at most once across all
+//! processes: it takes the slot's lock (and Claude Code's own lock when Claude Code uses the
+//! slot), re-reads the credential under it and skips the refresh when someone else already did
+//! it. The new tokens go to the write-ahead journal before any store is touched.
+
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+use tracing::{info, warn};
+
+use crate::agent::Agent;
+use crate::agent::claude;
+use crate::catalog::Slot;
+use crate::credential::{Credential, Kind};
+use crate::durable::failpoint;
+use crate::error::{Error, Result};
+use crate::journal::{Entry, Journal};
+use crate::keeper::Keeper;
+use crate::lock::{ClaudeLock, FileLock};
+use crate::net;
+use crate::paths::Paths;
+use crate::provider::ProviderError;
+
+/// Environment variable overriding the refresh margin (e.g. `10m`, `1h`, `90s`).
+pub const ENV_MARGIN: &str = "TOKENKEEPER_REFRESH_MARGIN";
+/// How long to wait for Claude Code's refresh lock.
+const CLAUDE_LOCK_WAIT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    /// Refresh when less than this is left of the access token.
+    pub margin: SignedDuration,
+    /// Refresh an idle lineage whose last refresh is older than this, so the refresh token
+    /// never lapses unused.
+    pub keepalive_after: SignedDuration,
+    /// Refresh when less than this is left of the refresh token itself, when its expiry is known.
+    pub keepalive_margin: SignedDuration,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            margin: SignedDuration::from_mins(10),
+            keepalive_after: SignedDuration::from_hours(5 * 24),
+            keepalive_margin: SignedDuration::from_hours(2 * 24),
+        }
+    }
+}
+
+impl Policy {
+    pub fn from_env() -> Result<Self> {
+        let mut policy = Self::default();
+        if let Some(text) = std::env::var(ENV_MARGIN).ok().filter(|v| !v.is_empty()) {
+            policy.margin = parse_duration(&text).ok_or_else(|| {
+                Error::usage(format!("{ENV_MARGIN}={text} is not a duration"))
+                    .with_hint("use e.g. 10m, 1h or 90s")
+            })?;
+        }
+        Ok(policy)
+    }
+}
+
+/// `90s`, `10m`, `1h 30m`, or plain seconds.
+pub fn parse_duration(text: &str) -> Option<SignedDuration> {
+    let text = text.trim();
+    if let Ok(secs) = text.parse::<i64>() {
+        return Some(SignedDuration::from_secs(secs));
+    }
+    text.parse::<SignedDuration>()
+        .ok()
+        .filter(|d| !d.is_negative())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Due {
+    /// Nothing to do for this long.
+    No(SignedDuration),
+    /// The access token expires within the margin (or has expired).
+    Expiring,
+    /// The lineage has been idle long enough that its refresh token could lapse.
+    KeepAlive,
+}
+
+/// Whether an OAuth lineage needs a refresh at `now`.
+pub fn due(
+    expires_at: Option<Timestamp>,
+    refresh_expires_at: Option<Timestamp>,
+    last_refresh: Timestamp,
+    now: Timestamp,
+    policy: &Policy,
+) -> Due {
+    let Some(expires_at) = expires_at else {
+        return Due::Expiring;
+    };
+    let until_expiring = expires_at.duration_since(now) - policy.margin;
+    if !until_expiring.is_positive() {
+        return Due::Expiring;
+    }
+    let keepalive_at = match refresh_expires_at {
+        Some(at) => (at - policy.keepalive_margin).min(last_refresh + policy.keepalive_after),
+        None => last_refresh + policy.keepalive_after,
+    };
+    let until_keepalive = keepalive_at.duration_since(now);
+    if !until_keepalive.is_positive() {
+        return Due::KeepAlive;
+    }
+    Due::No(until_expiring.min(until_keepalive))
+}
+
+/// What `ensure_fresh` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The token was fresh enough; nothing done.
+    Fresh,
+    /// This process refreshed it.
+    Refreshed,
+    /// Another process (tokenkeeper or Claude Code) refreshed it while this one waited.
+    RefreshedElsewhere,
+    /// A long-lived token: it cannot be refreshed.
+    NotRefreshable,
+    /// The refresh failed for a passing reason; the stored token is still valid and returned.
+    Deferred,
+}
+
+pub struct Fresh {
+    pub slot: Slot,
+    pub credential: Credential,
+    pub outcome: Outcome,
+}
+
+/// Makes sure the slot's access token is fresh per `policy` (always refreshes with `force`),
+/// and returns the slot and its current credential.
+pub fn ensure_fresh(
+    paths: &Paths,
+    agent: Agent,
+    selector: Option<&str>,
+    force: bool,
+    policy: &Policy,
+) -> Result<Fresh> {
+    // 1. Look without holding anything but the state lock.
+    let (slot, before, owns_live) = {
+        let mut keeper = Keeper::open(paths.clone())?;
+        keeper.sync_live(agent)?;
+        keeper.flush_notices_to_stderr();
+        let slot = keeper
+            .catalog()
+            .resolve_or_active(agent.name(), selector)?
+            .clone();
+        check_login(&slot)?;
+        let credential = keeper.credential(&slot)?;
+        if credential.kind() == Kind::LongLived {
+            return Ok(Fresh {
+                slot,
+                credential,
+                outcome: Outcome::NotRefreshable,
+            });
+        }
+        let is_due = !matches!(
+            due(
+                credential.expires_at(),
+                credential.refresh_expires_at(),
+                slot.updated_at,
+                keeper.now(),
+                policy
+            ),
+            Due::No(_)
+        );
+        if !force && !is_due {
+            return Ok(Fresh {
+                slot,
+                credential,
+                outcome: Outcome::Fresh,
+            });
+        }
+        let owns_live = keeper.owns_live(agent, &slot.id);
+        (slot, credential, owns_live)
+    };
+
+    // 2. One refresh per lineage: the slot's lock, and Claude Code's when it uses this slot.
+    let _slot_lock = FileLock::acquire(&paths.slot_lock(&slot.id))?;
+    let _claude_lock = if owns_live {
+        Some(ClaudeLock::acquire(
+            &claude::config_dir()?,
+            &paths.locks_dir(),
+            CLAUDE_LOCK_WAIT,
+        )?)
+    } else {
+        None
+    };
+
+    // 3. Re-read under the locks: someone may have refreshed while we waited.
+    let (credential, live_before) = {
+        let mut keeper = Keeper::open(paths.clone())?;
+        keeper.sync_live(agent)?;
+        keeper.flush_notices_to_stderr();
+        let slot =
+            keeper.catalog().get(&slot.id).cloned().ok_or_else(|| {
+                Error::failure(format!("slot '{}' was removed meanwhile", slot.name))
+            })?;
+        check_login(&slot)?;
+        let credential = keeper.credential(&slot)?;
+        if !credential.same_lineage(&before) || credential.access_token() != before.access_token() {
+            info!(slot = %slot.name, "already refreshed by another process");
+            return Ok(Fresh {
+                slot,
+                credential,
+                outcome: Outcome::RefreshedElsewhere,
+            });
+        }
+        let live_before = if owns_live {
+            keeper.live_fingerprint()?
+        } else {
+            None
+        };
+        (credential, live_before)
+    };
+
+    // 4. Spend the refresh token.
+    let refresh_token = credential
+        .refresh_token()
+        .expect("OAuth credentials have a refresh token");
+    failpoint("refresh:before-request");
+    info!(slot = %slot.name, "refreshing");
+    let tokens = match net::block_on(net::client().refresh(&refresh_token)) {
+        Ok(tokens) => tokens,
+        Err(ProviderError::NeedsLogin(code)) => {
+            let mut keeper = Keeper::open(paths.clone())?;
+            keeper.mark_needs_login(&slot.id, &code)?;
+            return Err(needs_login_error(&slot.name, &code));
+        }
+        Err(err) => {
+            let still_valid = credential
+                .expires_at()
+                .is_none_or(|at| at > Timestamp::now());
+            if still_valid && !force {
+                warn!(slot = %slot.name, error = %err, "refresh failed; using the still-valid token");
+                return Ok(Fresh {
+                    slot,
+                    credential,
+                    outcome: Outcome::Deferred,
+                });
+            }
+            return Err(
+                Error::failure(format!("cannot refresh slot '{}': {err}", slot.name)).with_hint(
+                    "this is usually temporary; the stored token was kept, try again shortly",
+                ),
+            );
+        }
+    };
+
+    // 5. Durable first: the journal holds the only copy of the new refresh token.
+    let now = Timestamp::now();
+    let mut updated = credential.clone();
+    updated.apply_refresh(&tokens, now);
+    Journal::new(paths).write(&Entry {
+        agent: agent.name().to_string(),
+        slot: slot.id.clone(),
+        credential: updated.to_secret_json(),
+        live_before,
+        account_uuid: tokens.account_uuid.clone(),
+        email: tokens.email.clone(),
+        created_at: now,
+    })?;
+    failpoint("refresh:after-journal");
+
+    // 6. Opening the keeper applies the journal to the store, the live file and the catalog.
+    let keeper = Keeper::open(paths.clone())?;
+    let slot = keeper.catalog().get(&slot.id).cloned().unwrap_or(slot);
+    Ok(Fresh {
+        slot,
+        credential: updated,
+        outcome: Outcome::Refreshed,
+    })
+}
+
+fn check_login(slot: &Slot) -> Result<()> {
+    match &slot.needs_login {
+        Some(code) => Err(needs_login_error(&slot.name, code)),
+        None => Ok(()),
+    }
+}
+
+fn needs_login_error(name: &str, code: &str) -> Error {
+    Error::failure(format!(
+        "slot '{name}' needs a new login: the provider refused its refresh token ({code})"
+    ))
+    .with_hint(format!(
+        "log in again with `claude` (/login), then run: tokenkeeper add {name}"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(secs: i64) -> Timestamp {
+        Timestamp::from_second(1_800_000_000 + secs).unwrap()
+    }
+
+    #[test]
+    fn due_when_inside_the_margin() {
+        let p = Policy::default();
+        assert_eq!(
+            due(Some(t(3600)), None, t(0), t(0), &p),
+            Due::No(SignedDuration::from_mins(50))
+        );
+        assert_eq!(due(Some(t(600)), None, t(0), t(0), &p), Due::Expiring);
+        assert_eq!(due(Some(t(-5)), None, t(0), t(0), &p), Due::Expiring);
+        assert_eq!(due(None, None, t(0), t(0), &p), Due::Expiring);
+    }
+
+    #[test]
+    fn idle_lineages_are_kept_alive() {
+        let p = Policy::default();
+        let day = 86_400;
+        // Fresh access token, but the last refresh was 6 days ago.
+        assert_eq!(
+            due(Some(t(3600)), None, t(-6 * day), t(0), &p),
+            Due::KeepAlive
+        );
+        // Refresh token expiring in a day: keep alive even after a recent refresh.
+        assert_eq!(
+            due(Some(t(7 * 3600)), Some(t(day)), t(-3600), t(0), &p),
+            Due::KeepAlive
+        );
+        // Next keep-alive is what bounds the wait when it comes before the expiry margin.
+        assert_eq!(
+            due(Some(t(8 * 3600)), None, t(-5 * day + 60), t(0), &p),
+            Due::No(SignedDuration::from_secs(60))
+        );
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("90"), Some(SignedDuration::from_secs(90)));
+        assert_eq!(parse_duration("10m"), Some(SignedDuration::from_mins(10)));
+        assert_eq!(
+            parse_duration("1h 30m"),
+            Some(SignedDuration::from_mins(90))
+        );
+        assert_eq!(parse_duration("soon"), None);
+    }
+}

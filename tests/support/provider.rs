@@ -1,0 +1,409 @@
+//! A fake Anthropic: the OAuth token endpoint, profile and usage, on 127.0.0.1, behaving like
+//! the real thing where it matters to tokenkeeper:
+//! - refresh tokens are single-use and rotate on every refresh; the previous access token dies;
+//! - replaying a spent refresh token answers `invalid_grant` and revokes the whole family;
+//! - expired or revoked access tokens get 401 `authentication_error`;
+//! - it counts the refresh calls it received and served, and can be told to fail
+//!   (status code, slowness, dropped connection) for the next N requests.
+//!
+//! Run it alone with `cargo run --example fake_provider`.
+
+#![allow(dead_code)]
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+
+pub const CLIENT_ID: &str = "9d1c250a-e61b-44d9-88ed-5944d1962f5e";
+pub const OAUTH_BETA: &str = "oauth-2025-04-20";
+
+#[derive(Debug, Clone)]
+pub enum Failure {
+    /// Answer with this status and an error body.
+    Status(u16),
+    /// Wait this long, then answer normally.
+    Slow(Duration),
+    /// Close the connection without an answer.
+    Drop,
+}
+
+/// Tokens the provider issued for one login.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    pub access: String,
+    pub refresh: String,
+    pub expires_at_ms: i64,
+    pub account_uuid: String,
+    pub email: String,
+}
+
+#[derive(Default)]
+struct Family {
+    account_uuid: String,
+    email: String,
+    current_refresh: String,
+    revoked: bool,
+}
+
+struct AccessInfo {
+    family: usize,
+    expires_at_ms: i64,
+}
+
+struct Inner {
+    families: Vec<Family>,
+    /// Every refresh token ever issued → its family.
+    refresh_family: HashMap<String, usize>,
+    /// Live access tokens (a refresh removes the family's previous one).
+    access: HashMap<String, AccessInfo>,
+    access_lifetime: Duration,
+    counter: u64,
+    refresh_calls: usize,
+    refreshes_served: usize,
+    failures: VecDeque<Failure>,
+    usage: Value,
+}
+
+#[derive(Clone)]
+pub struct FakeProvider {
+    pub url: String,
+    inner: Arc<Mutex<Inner>>,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+impl FakeProvider {
+    /// Starts a provider on a free loopback port, serving from a background thread.
+    pub fn start() -> Self {
+        let inner = Arc::new(Mutex::new(Inner {
+            families: Vec::new(),
+            refresh_family: HashMap::new(),
+            access: HashMap::new(),
+            access_lifetime: Duration::from_secs(8 * 3600),
+            counter: 0,
+            refresh_calls: 0,
+            refreshes_served: 0,
+            failures: VecDeque::new(),
+            usage: json!({
+                "five_hour": {"utilization": 24.0, "resets_at": "2026-01-02T19:59:59.600956+00:00"},
+                "seven_day": {"utilization": 61.5, "resets_at": 1767400000},
+                "seven_day_sonnet": {"utilization": 3.0, "resets_at": null},
+                "seven_day_opus": null,
+                "extra_usage": {"is_enabled": false}
+            }),
+        }));
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let app = Router::new()
+            .route("/v1/oauth/token", post(token))
+            .route("/api/oauth/profile", get(profile))
+            .route("/api/oauth/usage", get(usage))
+            .with_state(inner.clone());
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                axum::serve(listener, app).await.unwrap();
+            });
+        });
+        Self { url, inner }
+    }
+
+    /// The environment that points tokenkeeper at this provider.
+    pub fn env(&self) -> Vec<(String, String)> {
+        vec![
+            (
+                "TOKENKEEPER_CLAUDE_OAUTH_URL".into(),
+                format!("{}/v1/oauth/token", self.url),
+            ),
+            ("TOKENKEEPER_CLAUDE_API_URL".into(), self.url.clone()),
+        ]
+    }
+
+    /// A new login: a fresh token family for the account of `email`.
+    pub fn issue(&self, email: &str) -> Issued {
+        self.issue_with_expiry(email, None)
+    }
+
+    /// A login whose access token has already expired (the refresh token is fine).
+    pub fn issue_expired(&self, email: &str) -> Issued {
+        self.issue_with_expiry(email, Some(now_ms() - 60_000))
+    }
+
+    fn issue_with_expiry(&self, email: &str, expires_at_ms: Option<i64>) -> Issued {
+        let mut inner = self.inner.lock().unwrap();
+        let family = inner.families.len();
+        let account_uuid = format!("uuid-{}", email.split('@').next().unwrap());
+        inner.families.push(Family {
+            account_uuid: account_uuid.clone(),
+            email: email.to_string(),
+            ..Family::default()
+        });
+        let (access, refresh, expires) = inner.mint(family);
+        let expires = expires_at_ms.unwrap_or(expires);
+        inner.access.get_mut(&access).unwrap().expires_at_ms = expires;
+        Issued {
+            access,
+            refresh,
+            expires_at_ms: expires,
+            account_uuid,
+            email: email.to_string(),
+        }
+    }
+
+    /// Refreshes as Claude Code would (spending `refresh`), returning the new tokens.
+    pub fn refresh_as_claude(&self, refresh: &str) -> Option<Issued> {
+        let mut inner = self.inner.lock().unwrap();
+        inner.refresh_calls += 1;
+        let family = inner.rotate(refresh).ok()?;
+        inner.refreshes_served += 1;
+        let (access, refresh, expires) = inner.mint(family);
+        let f = &inner.families[family];
+        Some(Issued {
+            access,
+            refresh,
+            expires_at_ms: expires,
+            account_uuid: f.account_uuid.clone(),
+            email: f.email.clone(),
+        })
+    }
+
+    /// Claude Code's credential blob for issued tokens.
+    pub fn blob(issued: &Issued) -> String {
+        format!(
+            r#"{{"claudeAiOauth":{{"accessToken":"{}","refreshToken":"{}","expiresAt":{},"scopes":["user:inference","user:profile"],"subscriptionType":"max","rateLimitTier":"default_claude_max_5x"}},"mcpOAuth":{{"keep":"me"}}}}"#,
+            issued.access, issued.refresh, issued.expires_at_ms
+        )
+    }
+
+    pub fn refresh_calls(&self) -> usize {
+        self.inner.lock().unwrap().refresh_calls
+    }
+
+    pub fn refreshes_served(&self) -> usize {
+        self.inner.lock().unwrap().refreshes_served
+    }
+
+    /// Whether `refresh` is its family's current (unspent) token and the family is alive.
+    pub fn is_current(&self, refresh: &str) -> bool {
+        let inner = self.inner.lock().unwrap();
+        inner.refresh_family.get(refresh).is_some_and(|&f| {
+            !inner.families[f].revoked && inner.families[f].current_refresh == refresh
+        })
+    }
+
+    pub fn family_revoked(&self, refresh: &str) -> bool {
+        let inner = self.inner.lock().unwrap();
+        inner
+            .refresh_family
+            .get(refresh)
+            .is_some_and(|&f| inner.families[f].revoked)
+    }
+
+    /// Revokes the family of `refresh`, as a logout elsewhere or a detected replay would.
+    pub fn revoke(&self, refresh: &str) {
+        let mut inner = self.inner.lock().unwrap();
+        if let Some(&f) = inner.refresh_family.get(refresh) {
+            inner.families[f].revoked = true;
+            inner.access.retain(|_, a| a.family != f);
+        }
+    }
+
+    /// The next `n` requests (to any endpoint) fail this way.
+    pub fn fail_next(&self, n: usize, failure: Failure) {
+        let mut inner = self.inner.lock().unwrap();
+        for _ in 0..n {
+            inner.failures.push_back(failure.clone());
+        }
+    }
+
+    pub fn set_access_lifetime(&self, lifetime: Duration) {
+        self.inner.lock().unwrap().access_lifetime = lifetime;
+    }
+
+    pub fn set_usage(&self, usage: Value) {
+        self.inner.lock().unwrap().usage = usage;
+    }
+}
+
+impl Inner {
+    fn mint(&mut self, family: usize) -> (String, String, i64) {
+        self.counter += 1;
+        let n = self.counter;
+        let access = format!("sk-ant-oat01-fake{family}n{n}-PLANTED");
+        let refresh = format!("sk-ant-ort01-fake{family}n{n}-PLANTED");
+        let expires = now_ms() + self.access_lifetime.as_millis() as i64;
+        // The previous access token of the family dies with the rotation.
+        self.access.retain(|_, a| a.family != family);
+        self.access.insert(
+            access.clone(),
+            AccessInfo {
+                family,
+                expires_at_ms: expires,
+            },
+        );
+        self.refresh_family.insert(refresh.clone(), family);
+        self.families[family].current_refresh = refresh.clone();
+        (access, refresh, expires)
+    }
+
+    /// Spends a refresh token: Ok(family) if it was current; a replay revokes the family.
+    fn rotate(&mut self, refresh: &str) -> Result<usize, &'static str> {
+        let Some(&family) = self.refresh_family.get(refresh) else {
+            return Err("unknown refresh token");
+        };
+        if self.families[family].revoked {
+            return Err("refresh token revoked");
+        }
+        if self.families[family].current_refresh != refresh {
+            self.families[family].revoked = true;
+            self.access.retain(|_, a| a.family != family);
+            return Err("refresh token reused; family revoked");
+        }
+        Ok(family)
+    }
+
+    /// The token family of a request's bearer token, or why it is refused.
+    fn authorize(&self, headers: &HeaderMap) -> Result<usize, &'static str> {
+        let token = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        let info = token.and_then(|t| self.access.get(t));
+        match info {
+            Some(info) if info.expires_at_ms > now_ms() => Ok(info.family),
+            Some(_) => Err("OAuth token has expired"),
+            None => Err("Invalid bearer token"),
+        }
+    }
+}
+
+fn auth_error(message: &str) -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        Json(json!({"type":"error","error":{"type":"authentication_error","message":message}})),
+    )
+        .into_response()
+}
+
+/// Takes the next injected failure, if any; `Some(response)` short-circuits the request.
+async fn injected(inner: &Arc<Mutex<Inner>>) -> Option<Response> {
+    let failure = inner.lock().unwrap().failures.pop_front()?;
+    match failure {
+        Failure::Status(code) => {
+            let status = StatusCode::from_u16(code).unwrap();
+            Some((status, Json(json!({"type":"error","error":{"type":"api_error","message":"injected failure"}}))).into_response())
+        }
+        Failure::Slow(delay) => {
+            tokio::time::sleep(delay).await;
+            None
+        }
+        Failure::Drop => {
+            // Hang past the client's patience is not needed: panicking in a handler makes hyper
+            // drop the connection without a response.
+            panic!("injected dropped connection");
+        }
+    }
+}
+
+async fn token(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    inner.lock().unwrap().refresh_calls += 1;
+    if let Some(response) = injected(&inner).await {
+        return response;
+    }
+    if headers.get("anthropic-beta").and_then(|v| v.to_str().ok()) != Some(OAUTH_BETA) {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error":"invalid_request","error_description":"missing anthropic-beta"})),
+        )
+            .into_response();
+    }
+    let Ok(request) = serde_json::from_str::<Value>(&body) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error":"invalid_request"})),
+        )
+            .into_response();
+    };
+    if request["grant_type"] != "refresh_token" || request["client_id"] != CLIENT_ID {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error":"invalid_client"})),
+        )
+            .into_response();
+    }
+    let refresh = request["refresh_token"].as_str().unwrap_or_default();
+    let mut inner = inner.lock().unwrap();
+    match inner.rotate(refresh) {
+        Ok(family) => {
+            let (access, refresh, _) = inner.mint(family);
+            inner.refreshes_served += 1;
+            let f = &inner.families[family];
+            Json(json!({
+                "access_token": access,
+                "refresh_token": refresh,
+                "expires_in": inner.access_lifetime.as_secs(),
+                "scope": "user:inference user:profile",
+                "token_type": "Bearer",
+                "account": {"uuid": f.account_uuid, "email_address": f.email},
+            }))
+            .into_response()
+        }
+        Err(why) => (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error":"invalid_grant","error_description":why})),
+        )
+            .into_response(),
+    }
+}
+
+async fn profile(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap) -> Response {
+    if let Some(response) = injected(&inner).await {
+        return response;
+    }
+    let inner = inner.lock().unwrap();
+    match inner.authorize(&headers) {
+        Ok(family) => {
+            let f = &inner.families[family];
+            Json(json!({
+                "account": {"uuid": f.account_uuid, "email": f.email, "full_name": "Test User", "display_name": "Test", "has_claude_max": true, "has_claude_pro": false},
+                "organization": {"uuid": format!("org-{}", f.account_uuid), "name": "Test Org", "organization_type": "claude_max", "rate_limit_tier": "default_claude_max_5x", "subscription_status": "active"},
+            }))
+            .into_response()
+        }
+        Err(why) => auth_error(why),
+    }
+}
+
+async fn usage(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap) -> Response {
+    if let Some(response) = injected(&inner).await {
+        return response;
+    }
+    let inner = inner.lock().unwrap();
+    match inner.authorize(&headers) {
+        Ok(_) => Json(inner.usage.clone()).into_response(),
+        Err(why) => auth_error(why),
+    }
+}
