@@ -17,6 +17,7 @@ use crate::credential::{Credential, Kind};
 use crate::durable;
 use crate::error::{Error, Result};
 use crate::perms;
+use crate::usage::Snapshot;
 
 const VERSION: u32 = 1;
 const MAX_NAME_LEN: usize = 64;
@@ -68,6 +69,9 @@ pub struct Slot {
     /// Set when the provider refused the refresh token: the provider's error code.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub needs_login: Option<String>,
+    /// The last usage reading, for `list`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Snapshot>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -88,6 +92,7 @@ impl Slot {
             expires_at: None,
             refresh_expires_at: None,
             needs_login: None,
+            usage: None,
             created_at: now,
             updated_at: now,
         };

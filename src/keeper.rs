@@ -23,6 +23,7 @@ use crate::paths::Paths;
 use crate::perms;
 use crate::provider::Profile;
 use crate::store::{FileStore, SecretKey, SecretStore};
+use crate::usage::Snapshot;
 
 pub struct Keeper {
     paths: Paths,
@@ -147,6 +148,19 @@ impl Keeper {
     pub fn set_profile(&mut self, slot_id: &str, profile: &Profile) -> Result<()> {
         if let Some(slot) = self.catalog.get_mut(slot_id) {
             slot.absorb_profile(profile);
+        }
+        self.save()
+    }
+
+    /// Keeps the latest usage readings, by slot id.
+    pub fn record_usage(&mut self, readings: Vec<(String, Snapshot)>) -> Result<()> {
+        if readings.is_empty() {
+            return Ok(());
+        }
+        for (id, snapshot) in readings {
+            if let Some(slot) = self.catalog.get_mut(&id) {
+                slot.usage = Some(snapshot);
+            }
         }
         self.save()
     }

@@ -21,3 +21,4 @@ pub mod refresh;
 pub mod secret;
 pub mod store;
 pub mod timefmt;
+pub mod usage;

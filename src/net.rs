@@ -15,7 +15,9 @@ static NET: OnceLock<Net> = OnceLock::new();
 
 fn net() -> &'static Net {
     NET.get_or_init(|| Net {
-        runtime: tokio::runtime::Builder::new_current_thread()
+        // Multi-threaded so that several threads can each block on a request at once.
+        runtime: tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
             .enable_all()
             .build()
             .expect("a tokio runtime starts"),

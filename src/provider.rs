@@ -116,8 +116,10 @@ pub struct Profile {
     pub plan: Option<String>,
 }
 
+/// Whether a request that failed for a passing reason is tried again.
 #[derive(Debug, Clone, Copy)]
-enum Retry {
+pub enum Retry {
+    /// Up to three more times, after 0.2, 0.6 and 1.5 s.
     Backoff,
     Never,
 }
@@ -195,9 +197,8 @@ impl Client {
     }
 
     /// `GET /api/oauth/usage`, as raw JSON for `usage::Snapshot::parse`.
-    pub async fn usage(&self, access_token: &Secret) -> Result<Value, ProviderError> {
-        self.api_get("/api/oauth/usage", access_token, Retry::Backoff)
-            .await
+    pub async fn usage(&self, access_token: &Secret, retry: Retry) -> Result<Value, ProviderError> {
+        self.api_get("/api/oauth/usage", access_token, retry).await
     }
 
     async fn api_get(

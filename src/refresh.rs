@@ -52,14 +52,22 @@ impl Default for Policy {
 
 impl Policy {
     pub fn from_env() -> Result<Self> {
-        let mut policy = Self::default();
-        if let Some(text) = std::env::var(ENV_MARGIN).ok().filter(|v| !v.is_empty()) {
-            policy.margin = parse_duration(&text).ok_or_else(|| {
-                Error::usage(format!("{ENV_MARGIN}={text} is not a duration"))
-                    .with_hint("use e.g. 10m, 1h or 90s")
-            })?;
-        }
-        Ok(policy)
+        let default = Self::default();
+        Ok(Self {
+            margin: env_duration(ENV_MARGIN, default.margin)?,
+            ..default
+        })
+    }
+}
+
+/// A duration from the environment (`10m`, `1h`, `90s`), or `default` when unset.
+pub fn env_duration(name: &str, default: SignedDuration) -> Result<SignedDuration> {
+    match std::env::var(name).ok().filter(|v| !v.is_empty()) {
+        Some(text) => parse_duration(&text).ok_or_else(|| {
+            Error::usage(format!("{name}={text} is not a duration"))
+                .with_hint("use e.g. 10m, 1h or 90s")
+        }),
+        None => Ok(default),
     }
 }
 

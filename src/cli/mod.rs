@@ -12,6 +12,7 @@ mod output;
 mod ralph;
 mod refresh;
 mod remove;
+mod usage;
 mod use_slot;
 
 use clap::{Parser, Subcommand};
@@ -64,6 +65,8 @@ pub enum Command {
     Check(check::Args),
     /// Refresh a slot's tokens now (when due, or with --force).
     Refresh(refresh::Args),
+    /// Show a slot's quota usage: 5-hour, 7-day and per-model windows.
+    Usage(usage::Args),
     /// Print a slot's credential JSON, or write it to a file.
     Export(export::Args),
     /// Delete a slot.
@@ -97,6 +100,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Check(args) => check::run(args, &paths, format),
         Command::Export(args) => export::run(args, &paths, format),
         Command::Refresh(args) => refresh::run(args, &paths, format),
+        Command::Usage(args) => usage::run(args, &paths, format),
         Command::Remove(args) => remove::run(args, &paths, format),
         Command::StoreToken(args) => ralph::store(args, &paths, format),
         Command::CheckToken(args) => ralph::check(args, &paths, format),

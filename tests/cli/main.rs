@@ -13,4 +13,5 @@ mod list;
 mod ralph;
 mod refresh;
 mod secrets;
+mod usage;
 mod use_slot;

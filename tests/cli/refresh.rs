@@ -5,20 +5,6 @@ use std::time::Duration;
 use crate::support::provider::{Failure, FakeProvider};
 use crate::support::*;
 
-fn refresh_token_of(env: &Env, slot: &str) -> String {
-    env.exported(slot)["claudeAiOauth"]["refreshToken"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
-fn access_token_of(env: &Env, slot: &str) -> String {
-    env.exported(slot)["claudeAiOauth"]["accessToken"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
 #[test]
 fn get_refreshes_an_expired_slot_once_and_keeps_unknown_fields() {
     let provider = FakeProvider::start();
@@ -29,7 +15,7 @@ fn get_refreshes_an_expired_slot_once_and_keeps_unknown_fields() {
         .ok();
     let out = env.cmd(&["get", "ann"]).ok();
     assert_eq!(provider.refreshes_served(), 1);
-    let new_access = access_token_of(&env, "ann");
+    let new_access = env.access_token_of("ann");
     assert_ne!(new_access, login.access);
     out.stdout_is(&format!("{new_access}\n"));
     let stored = env.exported("ann");
@@ -113,7 +99,7 @@ fn thirty_concurrent_gets_refresh_exactly_once() {
     );
     assert_eq!(
         String::from_utf8_lossy(first).trim(),
-        access_token_of(&env, "many")
+        env.access_token_of("many")
     );
 }
 
@@ -177,14 +163,14 @@ fn transient_failures_are_retried_and_never_spend_the_token() {
         .stderr_has("cannot refresh slot 'flaky'")
         .stderr_has("HTTP 503")
         .hides("PLANTED");
-    assert_eq!(refresh_token_of(&env, "flaky"), login.refresh);
+    assert_eq!(env.refresh_token_of("flaky"), login.refresh);
     assert!(provider.is_current(&login.refresh));
     // Two failures (a 429 and a dropped connection), then success on the third attempt.
     provider.fail_next(1, Failure::Status(429));
     provider.fail_next(1, Failure::Drop);
     env.cmd(&["get", "flaky"]).ok();
     assert_eq!(provider.refreshes_served(), 1);
-    assert!(provider.is_current(&refresh_token_of(&env, "flaky")));
+    assert!(provider.is_current(&env.refresh_token_of("flaky")));
 }
 
 #[test]
@@ -283,7 +269,7 @@ fn a_token_claude_code_refreshed_while_holding_its_lock_is_picked_up() {
         1,
         "tokenkeeper must not refresh again"
     );
-    assert_eq!(refresh_token_of(&env, "cc"), claude.refresh);
+    assert_eq!(env.refresh_token_of("cc"), claude.refresh);
 }
 
 #[test]
@@ -303,7 +289,7 @@ fn claude_code_refreshing_by_itself_is_saved_into_the_same_slot() {
     env.write_live(&FakeProvider::blob(&rotated));
     env.cmd(&["use", "b"]).ok();
     // The profile says it is account a: slot a now holds the rotated lineage, no extra slot.
-    assert_eq!(refresh_token_of(&env, "a"), rotated.refresh);
+    assert_eq!(env.refresh_token_of("a"), rotated.refresh);
     assert_eq!(
         env.cmd(&["list", "--format", "json"])
             .ok()
@@ -351,7 +337,7 @@ fn a_refresh_killed_at_any_step_never_loses_the_lineage() {
                 assert_ne!(out.code, 0, "{point} did not fire for {slot}");
                 // The next command finishes the job.
                 env.cmd(&["get", slot]).ok();
-                let refresh = refresh_token_of(&env, slot);
+                let refresh = env.refresh_token_of(slot);
                 assert!(
                     provider.is_current(&refresh),
                     "round {round}, {point}, {slot}: stored refresh token is not current\n{}",

@@ -99,3 +99,51 @@ fn errors_about_stored_secrets_name_the_place_not_the_value() {
         .hides(PLANTED)
         .stderr_has("store entry of slot 'x'");
 }
+
+#[test]
+fn network_paths_never_log_a_token_even_at_trace_level() {
+    use crate::support::provider::{Failure, FakeProvider};
+    let provider = FakeProvider::start();
+    let env = Env::with_provider(&provider);
+    let live = provider.issue_expired("live@example.com");
+    env.write_live(&FakeProvider::blob(&live));
+    let other = provider.issue("other@example.com");
+    let gone = provider.issue_expired("gone@example.com");
+    let runs: Vec<(Vec<&str>, Option<String>)> = vec![
+        (vec!["add", "live"], None),
+        (
+            vec!["add", "--from", "stdin"],
+            Some(FakeProvider::blob(&other)),
+        ),
+        (
+            vec!["add", "gone", "--from", "stdin"],
+            Some(FakeProvider::blob(&gone)),
+        ),
+        (vec!["refresh", "--all", "--force"], None),
+        (vec!["usage", "--all", "--format", "json"], None),
+        (vec!["list", "--detail"], None),
+        (vec!["refresh", "gone"], None),
+    ];
+    for (i, (args, stdin)) in runs.into_iter().enumerate() {
+        if i == 5 {
+            provider.revoke(&env.refresh_token_of("gone"));
+            provider.fail_next(2, Failure::Status(500));
+        }
+        let mut all = args.clone();
+        all.push("-vv");
+        let mut run = env
+            .cmd(&all)
+            .env("RUST_LOG", "trace")
+            .env("TOKENKEEPER_USAGE_MAX_AGE", "0s");
+        if let Some(input) = stdin {
+            run = run.stdin(input);
+        }
+        let out = run.run();
+        out.hides(PLANTED);
+        if i == 3 {
+            // Trace logging really was on, down to the HTTP client.
+            out.stderr_has("refreshing").stderr_has("provider answered");
+        }
+    }
+    assert!(provider.refreshes_served() >= 3, "the network paths ran");
+}

@@ -60,6 +60,22 @@ impl Env {
     }
 
     /// Stored credential of a slot, parsed.
+    /// The refresh token stored for a slot (a Claude-shaped credential).
+    pub fn refresh_token_of(&self, slot: &str) -> String {
+        self.exported(slot)["claudeAiOauth"]["refreshToken"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// The access token stored for a slot (a Claude-shaped credential).
+    pub fn access_token_of(&self, slot: &str) -> String {
+        self.exported(slot)["claudeAiOauth"]["accessToken"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
     pub fn exported(&self, slot: &str) -> serde_json::Value {
         self.cmd(&["export", slot]).ok().json()
     }

@@ -70,6 +70,11 @@ struct Inner {
     refreshes_served: usize,
     failures: VecDeque<Failure>,
     usage: Value,
+    usage_calls: usize,
+    usage_in_flight: usize,
+    usage_peak: usize,
+    /// Added to every profile and usage answer, like a distant server.
+    latency: Duration,
 }
 
 #[derive(Clone)]
@@ -97,6 +102,10 @@ impl FakeProvider {
             refresh_calls: 0,
             refreshes_served: 0,
             failures: VecDeque::new(),
+            usage_calls: 0,
+            usage_in_flight: 0,
+            usage_peak: 0,
+            latency: Duration::ZERO,
             usage: json!({
                 "five_hour": {"utilization": 24.0, "resets_at": "2026-01-02T19:59:59.600956+00:00"},
                 "seven_day": {"utilization": 61.5, "resets_at": 1767400000},
@@ -242,6 +251,25 @@ impl FakeProvider {
     pub fn set_usage(&self, usage: Value) {
         self.inner.lock().unwrap().usage = usage;
     }
+
+    /// Usage requests answered, refused ones included.
+    pub fn usage_calls(&self) -> usize {
+        self.inner.lock().unwrap().usage_calls
+    }
+
+    /// The most usage requests that were ever being answered at once.
+    pub fn usage_peak_concurrency(&self) -> usize {
+        self.inner.lock().unwrap().usage_peak
+    }
+
+    pub fn set_latency(&self, latency: Duration) {
+        self.inner.lock().unwrap().latency = latency;
+    }
+
+    /// Makes an access token unusable (401) while its family and refresh token stay alive.
+    pub fn kill_access(&self, access: &str) {
+        self.inner.lock().unwrap().access.remove(access);
+    }
 }
 
 impl Inner {
@@ -383,6 +411,8 @@ async fn profile(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap) -> 
     if let Some(response) = injected(&inner).await {
         return response;
     }
+    let latency = inner.lock().unwrap().latency;
+    tokio::time::sleep(latency).await;
     let inner = inner.lock().unwrap();
     match inner.authorize(&headers) {
         Ok(family) => {
@@ -401,7 +431,16 @@ async fn usage(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap) -> Re
     if let Some(response) = injected(&inner).await {
         return response;
     }
-    let inner = inner.lock().unwrap();
+    let latency = {
+        let mut inner = inner.lock().unwrap();
+        inner.usage_calls += 1;
+        inner.usage_in_flight += 1;
+        inner.usage_peak = inner.usage_peak.max(inner.usage_in_flight);
+        inner.latency
+    };
+    tokio::time::sleep(latency).await;
+    let mut inner = inner.lock().unwrap();
+    inner.usage_in_flight -= 1;
     match inner.authorize(&headers) {
         Ok(_) => Json(inner.usage.clone()).into_response(),
         Err(why) => auth_error(why),
