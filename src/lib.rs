@@ -6,6 +6,7 @@ pub mod agent;
 pub mod catalog;
 pub mod cli;
 pub mod credential;
+pub mod daemon;
 pub mod durable;
 pub mod error;
 pub mod input;

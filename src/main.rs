@@ -1,15 +1,18 @@
 //! The `tokenkeeper` binary: parse, run, turn the result into an exit code.
 #![forbid(unsafe_code)]
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
-use tokenkeeper::cli::{self, Cli};
+use tokenkeeper::cli::{self, Cli, Command};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose);
+    // The daemon reports what it does by default; other commands only warn.
+    let chatty = matches!(cli.command, Command::Daemon(_));
+    init_logging(cli.verbose + u8::from(chatty));
     match cli::run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(err) if err.is_broken_pipe() => ExitCode::SUCCESS,
@@ -35,6 +38,7 @@ fn init_logging(verbose: u8) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .init();
 }

@@ -5,6 +5,7 @@
 
 mod add;
 mod check;
+mod daemon;
 mod export;
 mod get;
 mod list;
@@ -65,6 +66,8 @@ pub enum Command {
     Check(check::Args),
     /// Refresh a slot's tokens now (when due, or with --force).
     Refresh(refresh::Args),
+    /// Keep every slot alive in the background: refresh when due, read usage.
+    Daemon(daemon::Args),
     /// Show a slot's quota usage: 5-hour, 7-day and per-model windows.
     Usage(usage::Args),
     /// Print a slot's credential JSON, or write it to a file.
@@ -100,6 +103,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Check(args) => check::run(args, &paths, format),
         Command::Export(args) => export::run(args, &paths, format),
         Command::Refresh(args) => refresh::run(args, &paths, format),
+        Command::Daemon(args) => daemon::run(args, &paths, format),
         Command::Usage(args) => usage::run(args, &paths, format),
         Command::Remove(args) => remove::run(args, &paths, format),
         Command::StoreToken(args) => ralph::store(args, &paths, format),

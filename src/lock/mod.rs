@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::perms;
 
 pub struct FileLock {
-    _file: File,
+    file: File,
 }
 
 impl FileLock {
@@ -28,17 +28,28 @@ impl FileLock {
         let file = open(path)?;
         file.lock()
             .map_err(|err| Error::io("cannot lock", path, err))?;
-        Ok(Self { _file: file })
+        Ok(Self { file })
     }
 
     /// Takes the lock only if nobody holds it; `Ok(None)` when someone does.
     pub fn try_acquire(path: &Path) -> Result<Option<Self>> {
         let file = open(path)?;
         match file.try_lock() {
-            Ok(()) => Ok(Some(Self { _file: file })),
+            Ok(()) => Ok(Some(Self { file })),
             Err(std::fs::TryLockError::WouldBlock) => Ok(None),
             Err(std::fs::TryLockError::Error(err)) => Err(Error::io("cannot lock", path, err)),
         }
+    }
+}
+
+impl FileLock {
+    /// Replaces the lock file's contents, e.g. with the holder's pid for others to report.
+    pub fn note(&mut self, text: &str) -> Result<()> {
+        use std::io::Write;
+        self.file
+            .set_len(0)
+            .and_then(|()| self.file.write_all(text.as_bytes()))
+            .map_err(|err| Error::io("cannot write", Path::new("lock file"), err))
     }
 }
 

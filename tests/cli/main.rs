@@ -6,6 +6,7 @@ mod support;
 mod add;
 mod bad_input;
 mod crash;
+mod daemon;
 mod export_remove;
 mod get_check;
 mod help;

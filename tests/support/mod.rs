@@ -381,3 +381,34 @@ pub fn access(tag: &str) -> String {
 pub fn refresh(tag: &str) -> String {
     format!("sk-ant-ort01-{tag}-refresh-PLANTED")
 }
+
+/// Polls `done` until it holds, failing the test after `secs` seconds. For waiting on another
+/// process; not a measure of speed.
+pub fn wait_until(secs: u64, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Sends a signal (`TERM`, `INT`, …) to a child process.
+pub fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{name} failed");
+}
+
+/// Waits for a child to exit (failing after `secs` seconds) and returns its output.
+pub fn finish(mut child: Child, secs: u64) -> std::process::Output {
+    wait_until(secs, "the process to exit", || {
+        child.try_wait().unwrap().is_some()
+    });
+    child.wait_with_output().unwrap()
+}

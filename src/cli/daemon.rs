@@ -1,0 +1,163 @@
+//! `tokenkeeper daemon [--once]` and `tokenkeeper daemon install`
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::AgentArg;
+use super::output::{self, Format};
+use crate::daemon::unit::Manager;
+use crate::daemon::{self, Daemon, Options};
+use crate::durable;
+use crate::error::{Error, Result};
+use crate::paths::Paths;
+use crate::perms;
+use crate::refresh::{self, Policy};
+
+#[derive(Debug, clap::Args)]
+#[command(
+    args_conflicts_with_subcommands = true,
+    after_help = "\
+Each pass refreshes the slots that are due — expiring within the refresh margin
+(TOKENKEEPER_REFRESH_MARGIN, default 10m), or idle so long their refresh token could lapse —
+and, every --usage-every, reads each slot's usage for `list`. A slot that fails is retried with
+backoff (30s, doubling, at most 30m) while the others carry on. One daemon runs per user.
+SIGTERM or SIGINT lets a refresh in progress finish, then exits 0. Logs go to stderr (info by
+default; -v, -vv or RUST_LOG for more); tokens are never logged.
+
+Examples:
+  tokenkeeper daemon                        run in the foreground
+  tokenkeeper daemon --once                 one pass, for cron (exit 1 if a slot failed)
+  tokenkeeper daemon install                start it at login (systemd or launchd)
+  tokenkeeper daemon install --print        show the unit instead of writing it"
+)]
+pub struct Args {
+    #[command(subcommand)]
+    pub action: Option<Action>,
+
+    /// Make one pass, then exit: 0 when every slot is fine, 1 when one failed.
+    #[arg(long)]
+    pub once: bool,
+
+    /// Time between passes (e.g. 30s, 1m).
+    #[arg(long, default_value = "60s", value_parser = duration)]
+    pub interval: Duration,
+
+    /// Time between usage readings of each slot; 0 turns them off.
+    #[arg(long, default_value = "5m", value_parser = duration)]
+    pub usage_every: Duration,
+
+    /// How many slots' usage to read at once.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: u16,
+
+    #[command(flatten)]
+    pub agent: AgentArg,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Action {
+    /// Write a user service (systemd unit or launchd LaunchAgent) that runs the daemon.
+    Install(InstallArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct InstallArgs {
+    /// A systemd user unit (the default on Linux).
+    #[arg(long, conflicts_with = "launchd")]
+    pub systemd: bool,
+
+    /// A launchd LaunchAgent (the default on macOS).
+    #[arg(long)]
+    pub launchd: bool,
+
+    /// Print the definition instead of writing it.
+    #[arg(long)]
+    pub print: bool,
+}
+
+fn duration(text: &str) -> std::result::Result<Duration, String> {
+    refresh::parse_duration(text)
+        .and_then(|d| Duration::try_from(d).ok())
+        .ok_or_else(|| format!("'{text}' is not a duration (e.g. 30s, 5m, 1h)"))
+}
+
+pub fn run(args: Args, paths: &Paths, format: Format) -> Result<u8> {
+    if let Some(Action::Install(install_args)) = args.action {
+        return install(install_args, format);
+    }
+    if args.interval.is_zero() {
+        return Err(Error::usage("--interval must be more than 0"));
+    }
+    let options = Options {
+        agents: vec![args.agent.agent],
+        interval: args.interval,
+        usage_every: (!args.usage_every.is_zero()).then_some(args.usage_every),
+        policy: Policy::from_env()?,
+        jobs: args.jobs.into(),
+    };
+    if args.once {
+        let mut daemon = Daemon::start(paths.clone(), options)?;
+        let pass = daemon.run_once()?;
+        if format == Format::Json {
+            output::json(&json!({
+                "refreshed": pass.refreshed,
+                "failed": pass.failed.iter().map(|(slot, error)| json!({"slot": slot, "error": error})).collect::<Vec<_>>(),
+                "usage_readings": pass.usage_read,
+            }))?;
+        } else {
+            for name in &pass.refreshed {
+                output::line(&format!("refreshed '{name}'"))?;
+            }
+            for (name, error) in &pass.failed {
+                output::notice(&format!("slot '{name}': {error}"));
+            }
+        }
+        if !pass.failed.is_empty() {
+            return Err(Error::failure(format!(
+                "{} slot(s) could not be refreshed",
+                pass.failed.len()
+            )));
+        }
+        return Ok(0);
+    }
+    // Signals are taken over before the lock, so a stop request is never missed.
+    let stop = daemon::stop_on_signals()?;
+    let mut daemon = Daemon::start(paths.clone(), options)?;
+    daemon.run(&stop)?;
+    Ok(0)
+}
+
+fn install(args: InstallArgs, format: Format) -> Result<u8> {
+    let manager = match (args.systemd, args.launchd) {
+        (true, _) => Manager::Systemd,
+        (_, true) => Manager::Launchd,
+        _ => Manager::native(),
+    };
+    let exe = std::env::current_exe()
+        .map_err(|err| Error::failure(format!("cannot find the tokenkeeper binary: {err}")))?;
+    let text = manager.render(&exe)?;
+    if args.print {
+        print!("{text}");
+        return Ok(0);
+    }
+    let path = manager.path()?;
+    let dir = path.parent().expect("a service path has a directory");
+    perms::ensure_dir(dir)?;
+    let existed = path.exists();
+    durable::write_atomic(&path, text.as_bytes())?;
+    let enable = manager.enable_hint(&path);
+    if format == Format::Json {
+        output::json(&json!({"path": path, "updated": existed, "enable": enable}))?;
+    } else {
+        output::line(&format!(
+            "{} {}",
+            if existed { "updated" } else { "wrote" },
+            path.display()
+        ))?;
+        output::line(&format!(
+            "start it now and at every login with:\n  {enable}"
+        ))?;
+    }
+    Ok(0)
+}

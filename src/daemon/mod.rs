@@ -1,0 +1,299 @@
+//! The daemon: keeps every slot alive without anyone asking.
+//!
+//! Each pass refreshes the slots that are due (expiring within the margin, or idle so long their
+//! refresh token could lapse), through the same one-refresh-per-lineage path every command
+//! uses, and every `usage_every` it takes a usage reading of each slot for `list`. A slot that
+//! fails is retried later with exponential backoff while the others carry on. One daemon runs
+//! per user: a second one finds the lock taken and says which process holds it. SIGTERM or
+//! SIGINT stops it between two slots, so a refresh in progress always finishes its writes.
+
+pub mod unit;
+
+use std::collections::HashMap;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use tracing::{debug, info, warn};
+
+use crate::agent::Agent;
+use crate::catalog::Slot;
+use crate::credential::Kind;
+use crate::error::{Error, Result};
+use crate::keeper::Keeper;
+use crate::lock::FileLock;
+use crate::paths::Paths;
+use crate::refresh::{self, Due, Outcome, Policy};
+use crate::usage::{self, SlotUsage};
+
+/// First retry delay after a failure; doubles per consecutive failure up to `BACKOFF_MAX`.
+const BACKOFF_FIRST: Duration = Duration::from_secs(30);
+const BACKOFF_MAX: Duration = Duration::from_secs(30 * 60);
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub agents: Vec<Agent>,
+    /// Time between passes.
+    pub interval: Duration,
+    /// Time between usage readings of a slot; `None` never reads usage.
+    pub usage_every: Option<Duration>,
+    pub policy: Policy,
+    /// Concurrent usage requests.
+    pub jobs: usize,
+}
+
+/// What one pass did, for `--once` and the logs.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Pass {
+    pub refreshed: Vec<String>,
+    pub failed: Vec<(String, String)>,
+    pub usage_read: usize,
+}
+
+/// Per-slot memory between passes.
+#[derive(Debug, Default)]
+struct SlotState {
+    failures: u32,
+    retry_at: Option<Instant>,
+    usage_at: Option<Instant>,
+    warned_login: bool,
+}
+
+pub struct Daemon {
+    paths: Paths,
+    options: Options,
+    slots: HashMap<String, SlotState>,
+    _instance: FileLock,
+}
+
+impl Daemon {
+    /// Takes the one-per-user daemon lock, or explains who holds it.
+    pub fn start(paths: Paths, options: Options) -> Result<Self> {
+        let path = paths.data_dir.join("daemon.lock");
+        let Some(mut instance) = FileLock::try_acquire(&path)? else {
+            let holder = std::fs::read_to_string(&path).unwrap_or_default();
+            let pid = holder.trim();
+            return Err(Error::failure(match pid {
+                "" => "another tokenkeeper daemon is running".to_string(),
+                pid => format!("another tokenkeeper daemon is running (pid {pid})"),
+            })
+            .with_hint("stop it first, or use `tokenkeeper refresh --all` for a one-off pass"));
+        };
+        instance.note(&std::process::id().to_string())?;
+        Ok(Self {
+            paths,
+            options,
+            slots: HashMap::new(),
+            _instance: instance,
+        })
+    }
+
+    /// Runs passes until `stop` receives (or its sender is dropped).
+    pub fn run(&mut self, stop: &Receiver<()>) -> Result<()> {
+        info!(
+            interval_secs = self.options.interval.as_secs(),
+            "daemon started"
+        );
+        loop {
+            let pass = self.pass(|| stop.try_recv().is_ok())?;
+            if pass.stopped {
+                break;
+            }
+            match stop.recv_timeout(self.options.interval) {
+                Err(RecvTimeoutError::Timeout) => continue,
+                Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        info!("daemon stopped");
+        Ok(())
+    }
+
+    /// One pass over every slot.
+    pub fn run_once(&mut self) -> Result<Pass> {
+        Ok(self.pass(|| false)?.pass)
+    }
+
+    fn pass(&mut self, stopping: impl Fn() -> bool) -> Result<PassResult> {
+        let mut result = PassResult::default();
+        for agent in self.options.agents.clone() {
+            let slots = self.slots_of(agent)?;
+            for slot in &slots {
+                if stopping() {
+                    result.stopped = true;
+                    return Ok(result);
+                }
+                self.refresh_if_due(agent, slot, &mut result.pass);
+            }
+            if stopping() {
+                result.stopped = true;
+                return Ok(result);
+            }
+            self.read_usage(agent, &slots, &mut result.pass)?;
+        }
+        debug!(
+            refreshed = result.pass.refreshed.len(),
+            failed = result.pass.failed.len(),
+            "pass done"
+        );
+        Ok(result)
+    }
+
+    fn slots_of(&mut self, agent: Agent) -> Result<Vec<Slot>> {
+        let mut keeper = Keeper::open(self.paths.clone())?;
+        keeper.sync_live(agent)?;
+        for notice in std::mem::take(&mut keeper.notices) {
+            info!("{notice}");
+        }
+        let slots: Vec<Slot> = keeper.catalog().slots_of(agent.name()).cloned().collect();
+        self.slots.retain(|id, _| slots.iter().any(|s| &s.id == id));
+        Ok(slots)
+    }
+
+    fn refresh_if_due(&mut self, agent: Agent, slot: &Slot, pass: &mut Pass) {
+        let state = self.slots.entry(slot.id.clone()).or_default();
+        if slot.kind == Kind::LongLived {
+            return;
+        }
+        if let Some(code) = &slot.needs_login {
+            if !state.warned_login {
+                warn!(slot = %slot.name, code = %code, "slot needs a new login; skipping it");
+                state.warned_login = true;
+            }
+            return;
+        }
+        state.warned_login = false;
+        if state.retry_at.is_some_and(|at| Instant::now() < at) {
+            return;
+        }
+        let now = Timestamp::now();
+        let policy = &self.options.policy;
+        let why = match refresh::due(
+            slot.expires_at,
+            slot.refresh_expires_at,
+            slot.updated_at,
+            now,
+            policy,
+        ) {
+            Due::No(_) => return,
+            Due::Expiring => "expiring",
+            Due::KeepAlive => "keep-alive",
+        };
+        info!(slot = %slot.name, reason = why, "slot is due");
+        match refresh::ensure_fresh(&self.paths, agent, Some(&slot.name), false, policy) {
+            Ok(fresh) if fresh.outcome == Outcome::Deferred => {
+                self.failed(
+                    slot,
+                    "the provider is unreachable; the token is still valid",
+                    pass,
+                );
+            }
+            Ok(fresh) => {
+                let state = self.slots.entry(slot.id.clone()).or_default();
+                state.failures = 0;
+                state.retry_at = None;
+                if matches!(
+                    fresh.outcome,
+                    Outcome::Refreshed | Outcome::RefreshedElsewhere
+                ) {
+                    pass.refreshed.push(slot.name.clone());
+                }
+            }
+            Err(err) => self.failed(slot, err.message(), pass),
+        }
+    }
+
+    fn failed(&mut self, slot: &Slot, why: &str, pass: &mut Pass) {
+        let state = self.slots.entry(slot.id.clone()).or_default();
+        state.failures += 1;
+        let wait = backoff(state.failures);
+        state.retry_at = Some(Instant::now() + wait);
+        warn!(slot = %slot.name, error = %why, retry_in_secs = wait.as_secs(), "refresh failed");
+        pass.failed.push((slot.name.clone(), why.to_string()));
+    }
+
+    fn read_usage(&mut self, agent: Agent, slots: &[Slot], pass: &mut Pass) -> Result<()> {
+        let Some(every) = self.options.usage_every else {
+            return Ok(());
+        };
+        let now = Instant::now();
+        let due: Vec<&Slot> = slots
+            .iter()
+            .filter(|slot| slot.kind == Kind::Oauth && slot.needs_login.is_none())
+            .filter(|slot| {
+                let state = self.slots.entry(slot.id.clone()).or_default();
+                state.usage_at.is_none_or(|at| now >= at + every)
+                    && state.retry_at.is_none_or(|at| now >= at)
+            })
+            .collect();
+        if due.is_empty() {
+            return Ok(());
+        }
+        let names: Vec<String> = due.iter().map(|s| s.name.clone()).collect();
+        let results = usage::fetch_many(
+            &self.paths,
+            agent,
+            &names,
+            &self.options.policy,
+            self.options.jobs,
+            || {},
+        );
+        let mut readings = Vec::new();
+        for (slot, result) in due.iter().zip(results) {
+            let state = self.slots.entry(slot.id.clone()).or_default();
+            state.usage_at = Some(now);
+            match result {
+                SlotUsage::Snapshot(snapshot) => readings.push((slot.id.clone(), snapshot)),
+                SlotUsage::Unavailable => {}
+                SlotUsage::Failed(err) => {
+                    warn!(slot = %slot.name, error = %err.message(), "cannot read usage");
+                }
+            }
+        }
+        pass.usage_read += readings.len();
+        Keeper::open(self.paths.clone())?.record_usage(readings)
+    }
+}
+
+#[derive(Debug, Default)]
+struct PassResult {
+    pass: Pass,
+    stopped: bool,
+}
+
+/// Delay before retrying a slot after `failures` consecutive failures.
+pub fn backoff(failures: u32) -> Duration {
+    let doublings = failures.saturating_sub(1).min(16);
+    (BACKOFF_FIRST * 2u32.pow(doublings)).min(BACKOFF_MAX)
+}
+
+/// A channel that receives once SIGTERM or SIGINT arrives. From then on those signals no longer
+/// kill the process: the daemon decides when to stop.
+pub fn stop_on_signals() -> Result<Receiver<()>> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
+        .map_err(|err| Error::failure(format!("cannot handle signals: {err}")))?;
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for signal in signals.forever() {
+            info!(signal, "stopping after the current step");
+            if tx.send(()).is_err() {
+                break;
+            }
+        }
+    });
+    Ok(rx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_half_an_hour() {
+        assert_eq!(backoff(1), Duration::from_secs(30));
+        assert_eq!(backoff(2), Duration::from_secs(60));
+        assert_eq!(backoff(3), Duration::from_secs(120));
+        assert_eq!(backoff(7), Duration::from_secs(1800));
+        assert_eq!(backoff(1000), Duration::from_secs(1800));
+    }
+}

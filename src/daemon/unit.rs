@@ -1,0 +1,197 @@
+//! Service definitions that start the daemon at login: a systemd user unit or a launchd
+//! LaunchAgent. They carry over the environment variables that decide where tokenkeeper and
+//! Claude Code keep their files (never a secret: none of these hold one).
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::paths;
+
+/// Variables a service needs to find the same files as the shell that installed it.
+const CARRIED_ENV: [&str; 8] = [
+    "TOKENKEEPER_HOME",
+    "XDG_CONFIG_HOME",
+    "XDG_DATA_HOME",
+    "CLAUDE_CONFIG_DIR",
+    "TOKENKEEPER_REFRESH_MARGIN",
+    "TOKENKEEPER_CLAUDE_OAUTH_URL",
+    "TOKENKEEPER_CLAUDE_API_URL",
+    "TOKENKEEPER_CLAUDE_CLIENT_ID",
+];
+
+pub const SYSTEMD_NAME: &str = "tokenkeeper.service";
+pub const LAUNCHD_LABEL: &str = "dev.tokenkeeper.daemon";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Manager {
+    Systemd,
+    Launchd,
+}
+
+impl Manager {
+    /// launchd on macOS, systemd elsewhere.
+    pub fn native() -> Self {
+        if cfg!(target_os = "macos") {
+            Manager::Launchd
+        } else {
+            Manager::Systemd
+        }
+    }
+
+    /// Where the definition goes for the current user.
+    pub fn path(self) -> Result<PathBuf> {
+        Ok(match self {
+            Manager::Systemd => paths::env_path("XDG_CONFIG_HOME")
+                .unwrap_or(paths::home_dir()?.join(".config"))
+                .join("systemd/user")
+                .join(SYSTEMD_NAME),
+            Manager::Launchd => paths::home_dir()?
+                .join("Library/LaunchAgents")
+                .join(format!("{LAUNCHD_LABEL}.plist")),
+        })
+    }
+
+    /// What to run after writing the definition.
+    pub fn enable_hint(self, path: &Path) -> String {
+        match self {
+            Manager::Systemd => format!(
+                "systemctl --user daemon-reload && systemctl --user enable --now {SYSTEMD_NAME}"
+            ),
+            Manager::Launchd => format!("launchctl bootstrap gui/$(id -u) {}", path.display()),
+        }
+    }
+
+    /// The definition's text for running `exe daemon`.
+    pub fn render(self, exe: &Path) -> Result<String> {
+        let exe = exe
+            .to_str()
+            .ok_or_else(|| Error::failure("the path of the tokenkeeper binary is not UTF-8"))?;
+        let env: Vec<(&str, String)> = CARRIED_ENV
+            .iter()
+            .filter_map(|name| {
+                let value = std::env::var(name).ok().filter(|v| !v.is_empty())?;
+                Some((*name, value))
+            })
+            .collect();
+        Ok(match self {
+            Manager::Systemd => systemd(exe, &env),
+            Manager::Launchd => launchd(exe, &env)?,
+        })
+    }
+}
+
+fn systemd(exe: &str, env: &[(&str, String)]) -> String {
+    let mut unit = String::from(
+        "[Unit]\n\
+         Description=tokenkeeper: keeps AI coding agents' OAuth credentials alive\n\
+         After=network-online.target\n\
+         \n\
+         [Service]\n\
+         Type=simple\n",
+    );
+    unit.push_str(&format!("ExecStart={} daemon\n", systemd_quote(exe)));
+    for (name, value) in env {
+        unit.push_str(&format!(
+            "Environment={}\n",
+            systemd_quote(&format!("{name}={value}"))
+        ));
+    }
+    unit.push_str(
+        "Restart=on-failure\n\
+         RestartSec=30\n\
+         UMask=0077\n\
+         NoNewPrivileges=yes\n\
+         \n\
+         [Install]\n\
+         WantedBy=default.target\n",
+    );
+    unit
+}
+
+/// A double-quoted systemd word: `\` and `"` escaped, `%` doubled so no specifier expands.
+fn systemd_quote(text: &str) -> String {
+    let escaped = text
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('%', "%%");
+    format!("\"{escaped}\"")
+}
+
+fn launchd(exe: &str, env: &[(&str, String)]) -> Result<String> {
+    let log = paths::home_dir()?.join("Library/Logs/tokenkeeper.log");
+    let log = xml(&log.display().to_string());
+    let mut vars = String::new();
+    if !env.is_empty() {
+        vars.push_str("  <key>EnvironmentVariables</key>\n  <dict>\n");
+        for (name, value) in env {
+            vars.push_str(&format!(
+                "    <key>{}</key>\n    <string>{}</string>\n",
+                xml(name),
+                xml(value)
+            ));
+        }
+        vars.push_str("  </dict>\n");
+    }
+    Ok(format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<!DOCTYPE plist PUBLIC "-//Apple//DTD PLIST 1.0//EN" "http://www.apple.com/DTDs/PropertyList-1.0.dtd">
+<plist version="1.0">
+<dict>
+  <key>Label</key>
+  <string>{LAUNCHD_LABEL}</string>
+  <key>ProgramArguments</key>
+  <array>
+    <string>{}</string>
+    <string>daemon</string>
+  </array>
+{vars}  <key>RunAtLoad</key>
+  <true/>
+  <key>KeepAlive</key>
+  <dict>
+    <key>SuccessfulExit</key>
+    <false/>
+  </dict>
+  <key>ThrottleInterval</key>
+  <integer>30</integer>
+  <key>StandardErrorPath</key>
+  <string>{log}</string>
+</dict>
+</plist>
+"#,
+        xml(exe)
+    ))
+}
+
+fn xml(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn systemd_words_are_quoted_and_specifiers_escaped() {
+        assert_eq!(systemd_quote("/a b/x"), "\"/a b/x\"");
+        assert_eq!(systemd_quote("a\"b\\c%d"), "\"a\\\"b\\\\c%%d\"");
+    }
+
+    #[test]
+    fn units_run_the_daemon_with_the_carried_environment() {
+        let env = [("TOKENKEEPER_HOME", "/srv/tk & co".to_string())];
+        let unit = systemd("/usr/bin/tokenkeeper", &env);
+        assert!(unit.contains("ExecStart=\"/usr/bin/tokenkeeper\" daemon\n"));
+        assert!(unit.contains("Environment=\"TOKENKEEPER_HOME=/srv/tk & co\"\n"));
+        assert!(unit.contains("WantedBy=default.target"));
+        let plist = launchd("/usr/local/bin/tokenkeeper", &env).unwrap();
+        assert!(
+            plist.contains(
+                "<string>/usr/local/bin/tokenkeeper</string>\n    <string>daemon</string>"
+            )
+        );
+        assert!(plist.contains("<string>/srv/tk &amp; co</string>"));
+    }
+}
