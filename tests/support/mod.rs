@@ -397,8 +397,10 @@ pub fn wait_until(secs: u64, what: &str, mut done: impl FnMut() -> bool) {
 
 /// Sends a signal (`TERM`, `INT`, …) to a child process.
 pub fn signal(child: &Child, name: &str) {
-    let status = Command::new("kill")
-        .arg(format!("-{name}"))
+    // The shell's built-in kill: no procps package needed.
+    let status = Command::new("sh")
+        .args(["-c", "kill -s \"$0\" \"$1\""])
+        .arg(name)
         .arg(child.id().to_string())
         .status()
         .unwrap();
