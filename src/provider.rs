@@ -160,7 +160,14 @@ impl Client {
                     .header("anthropic-beta", OAUTH_BETA)
                     .json(&body)
             })
-            .await?;
+            .await
+            .map_err(|err| match err {
+                // The token endpoint refusing the client outright is as final as invalid_grant.
+                ProviderError::Unauthorized(status) => {
+                    ProviderError::NeedsLogin(format!("HTTP {status}"))
+                }
+                other => other,
+            })?;
         parse_tokens(value)
     }
 

@@ -149,6 +149,63 @@ fn refused_refresh_token_marks_the_slot_as_needing_login() {
 }
 
 #[test]
+fn a_401_from_the_token_endpoint_also_means_a_new_login() {
+    let provider = FakeProvider::start();
+    let env = Env::with_provider(&provider);
+    let login = provider.issue_expired("shut@example.com");
+    env.cmd(&["add", "shut", "--from", "stdin"])
+        .stdin(FakeProvider::blob(&login))
+        .ok();
+    provider.fail_next(1, Failure::Status(401));
+    env.cmd(&["get", "shut"])
+        .fails(1)
+        .stderr_has("slot 'shut' needs a new login")
+        .stderr_has("(HTTP 401)");
+    assert_eq!(provider.refresh_calls(), 1, "a refusal is not retried");
+    assert_eq!(
+        env.cmd(&["list", "--format", "json"]).ok().json()[0]["needs_login"],
+        "HTTP 401"
+    );
+}
+
+#[test]
+fn a_refresh_retires_the_previous_access_token_on_every_endpoint() {
+    let provider = FakeProvider::start();
+    let env = Env::with_provider(&provider);
+    let login = provider.issue("rot@example.com");
+    env.cmd(&["add", "rot", "--from", "stdin"])
+        .stdin(FakeProvider::blob(&login))
+        .ok();
+    let status = |token: &str| -> Vec<u16> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            let client = reqwest::Client::new();
+            let mut out = Vec::new();
+            for (method, path) in [
+                ("POST", "/v1/messages"),
+                ("GET", "/api/oauth/profile"),
+                ("GET", "/api/oauth/usage"),
+            ] {
+                let url = format!("{}{path}", provider.url);
+                let request = match method {
+                    "POST" => client.post(&url).body("{}"),
+                    _ => client.get(&url),
+                };
+                let response = request.bearer_auth(token).send().await.unwrap();
+                out.push(response.status().as_u16());
+            }
+            out
+        })
+    };
+    assert_eq!(status(&login.access), [200, 200, 200]);
+    env.cmd(&["refresh", "rot", "--force"]).ok();
+    assert_eq!(status(&login.access), [401, 401, 401]);
+    assert_eq!(status(&env.access_token_of("rot")), [200, 200, 200]);
+    assert_eq!(status("sk-ant-oat01-made-up"), [401, 401, 401]);
+}
+
+#[test]
 fn transient_failures_are_retried_and_never_spend_the_token() {
     let provider = FakeProvider::start();
     let env = Env::with_provider(&provider);

@@ -121,6 +121,7 @@ impl FakeProvider {
             .route("/v1/oauth/token", post(token))
             .route("/api/oauth/profile", get(profile))
             .route("/api/oauth/usage", get(usage))
+            .route("/v1/messages", post(messages))
             .with_state(inner.clone());
         std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -443,6 +444,27 @@ async fn usage(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap) -> Re
     inner.usage_in_flight -= 1;
     match inner.authorize(&headers) {
         Ok(_) => Json(inner.usage.clone()).into_response(),
+        Err(why) => auth_error(why),
+    }
+}
+
+/// `POST /v1/messages`: a short canned answer for a valid access token, 401 otherwise.
+async fn messages(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap) -> Response {
+    if let Some(response) = injected(&inner).await {
+        return response;
+    }
+    let inner = inner.lock().unwrap();
+    match inner.authorize(&headers) {
+        Ok(_) => Json(json!({
+            "id": "msg_fake",
+            "type": "message",
+            "role": "assistant",
+            "model": "claude-fake",
+            "content": [{"type": "text", "text": "hello from the fake provider"}],
+            "stop_reason": "end_turn",
+            "usage": {"input_tokens": 1, "output_tokens": 5}
+        }))
+        .into_response(),
         Err(why) => auth_error(why),
     }
 }
