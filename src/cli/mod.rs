@@ -30,6 +30,8 @@ Examples:
   tokenkeeper list                      show every slot, the active one starred
   tokenkeeper use work                  make Claude Code use slot 'work'
   tokenkeeper get                       print the active slot's access token
+  tokenkeeper usage --all               5-hour and 7-day quota of every slot
+  tokenkeeper daemon install            keep every slot refreshed in the background
   claude setup-token | tokenkeeper store-token
 
 Files live under $TOKENKEEPER_HOME, or the XDG config and data directories.
@@ -55,7 +57,7 @@ pub struct Cli {
 pub enum Command {
     /// Register a credential as a slot (by default the one Claude Code is logged in with).
     Add(add::Args),
-    /// Show every slot: active marker, name, kind, email, plan and expiry.
+    /// Show every slot: active marker, name, kind, email, plan, expiry and quota used.
     #[command(alias = "ls")]
     List(list::Args),
     /// Make a slot the credential Claude Code uses.
