@@ -83,6 +83,12 @@ pub struct FakeProvider {
     inner: Arc<Mutex<Inner>>,
 }
 
+/// `now + secs` as RFC 3339 with microseconds and a `+00:00` offset, as the provider writes it.
+fn rfc3339_in(secs: i64) -> String {
+    let at = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(secs);
+    at.strftime("%Y-%m-%dT%H:%M:%S%.6f+00:00").to_string()
+}
+
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -106,9 +112,10 @@ impl FakeProvider {
             usage_in_flight: 0,
             usage_peak: 0,
             latency: Duration::ZERO,
+            // Reset times ahead of now, in both of the provider's spellings.
             usage: json!({
-                "five_hour": {"utilization": 24.0, "resets_at": "2026-01-02T19:59:59.600956+00:00"},
-                "seven_day": {"utilization": 61.5, "resets_at": 1767400000},
+                "five_hour": {"utilization": 24.0, "resets_at": rfc3339_in(2 * 3600)},
+                "seven_day": {"utilization": 61.5, "resets_at": now_ms() / 1000 + 3 * 86_400},
                 "seven_day_sonnet": {"utilization": 3.0, "resets_at": null},
                 "seven_day_opus": null,
                 "extra_usage": {"is_enabled": false}
