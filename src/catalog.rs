@@ -72,6 +72,9 @@ pub struct Slot {
     /// The last usage reading, for `list`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<Snapshot>,
+    /// When `list` last asked for a reading and got none, so it does not ask on every run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage_tried_at: Option<Timestamp>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -93,6 +96,7 @@ impl Slot {
             refresh_expires_at: None,
             needs_login: None,
             usage: None,
+            usage_tried_at: None,
             created_at: now,
             updated_at: now,
         };

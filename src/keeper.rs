@@ -152,14 +152,21 @@ impl Keeper {
         self.save()
     }
 
-    /// Keeps the latest usage readings, by slot id.
-    pub fn record_usage(&mut self, readings: Vec<(String, Snapshot)>) -> Result<()> {
+    /// Keeps the latest usage readings, by slot id; `None` notes an attempt that got none.
+    pub fn record_usage(&mut self, readings: Vec<(String, Option<Snapshot>)>) -> Result<()> {
         if readings.is_empty() {
             return Ok(());
         }
-        for (id, snapshot) in readings {
+        let now = self.now;
+        for (id, reading) in readings {
             if let Some(slot) = self.catalog.get_mut(&id) {
-                slot.usage = Some(snapshot);
+                match reading {
+                    Some(snapshot) => {
+                        slot.usage = Some(snapshot);
+                        slot.usage_tried_at = None;
+                    }
+                    None => slot.usage_tried_at = Some(now),
+                }
             }
         }
         self.save()

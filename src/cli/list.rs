@@ -154,9 +154,12 @@ fn renew_usage(keeper: &mut Keeper, agents: &[Agent], max_age: SignedDuration) -
         .iter()
         .flat_map(|agent| keeper.catalog().slots_of(agent.name()))
         .filter(|slot| {
-            slot.usage
+            let last = slot
+                .usage
                 .as_ref()
-                .is_none_or(|u| now.duration_since(u.taken_at) > max_age)
+                .map(|u| u.taken_at)
+                .max(slot.usage_tried_at);
+            last.is_none_or(|at| now.duration_since(at) > max_age)
                 && slot.needs_login.is_none()
                 && slot.expires_at.is_some_and(|at| at > now)
         })
@@ -174,7 +177,7 @@ fn renew_usage(keeper: &mut Keeper, agents: &[Agent], max_age: SignedDuration) -
     let readings = stale
         .into_iter()
         .zip(readings)
-        .filter_map(|((id, _), reading)| Some((id, reading?)))
+        .map(|((id, _), reading)| (id, reading))
         .collect();
     keeper.record_usage(readings)
 }

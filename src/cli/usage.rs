@@ -81,7 +81,7 @@ pub fn run(args: Args, paths: &Paths, format: Format) -> Result<u8> {
         .iter()
         .zip(&results)
         .filter_map(|(slot, result)| match result {
-            SlotUsage::Snapshot(snapshot) => Some((slot.id.clone(), snapshot.clone())),
+            SlotUsage::Snapshot(snapshot) => Some((slot.id.clone(), Some(snapshot.clone()))),
             _ => None,
         })
         .collect();

@@ -242,7 +242,7 @@ impl Daemon {
             let state = self.slots.entry(slot.id.clone()).or_default();
             state.usage_at = Some(now);
             match result {
-                SlotUsage::Snapshot(snapshot) => readings.push((slot.id.clone(), snapshot)),
+                SlotUsage::Snapshot(snapshot) => readings.push((slot.id.clone(), Some(snapshot))),
                 SlotUsage::Unavailable => {}
                 SlotUsage::Failed(err) => {
                     warn!(slot = %slot.name, error = %err.message(), "cannot read usage");

@@ -225,6 +225,29 @@ fn list_without_usage_skips_the_network_and_the_columns() {
 }
 
 #[test]
+fn list_does_not_ask_again_on_every_run_when_reading_fails() {
+    let provider = FakeProvider::start();
+    let (env, _) = setup(&provider, &["ann"]);
+    provider.fail_next(100, Failure::Status(500));
+    env.cmd(&["list"]).ok().stdout_has("ann");
+    assert_eq!(provider.usage_calls(), 1, "one quick attempt, no retries");
+    env.cmd(&["list"]).ok();
+    assert_eq!(
+        provider.usage_calls(),
+        1,
+        "the failed attempt is remembered"
+    );
+    env.cmd(&["list"])
+        .env("TOKENKEEPER_USAGE_MAX_AGE", "0s")
+        .ok();
+    assert_eq!(
+        provider.usage_calls(),
+        2,
+        "and retried once it is old enough"
+    );
+}
+
+#[test]
 fn list_still_works_when_the_provider_is_down() {
     let provider = FakeProvider::start();
     let (mut env, logins) = setup(&provider, &["ann"]);

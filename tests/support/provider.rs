@@ -436,12 +436,12 @@ async fn profile(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap) -> 
 }
 
 async fn usage(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap) -> Response {
+    inner.lock().unwrap().usage_calls += 1;
     if let Some(response) = injected(&inner).await {
         return response;
     }
     let latency = {
         let mut inner = inner.lock().unwrap();
-        inner.usage_calls += 1;
         inner.usage_in_flight += 1;
         inner.usage_peak = inner.usage_peak.max(inner.usage_in_flight);
         inner.latency
