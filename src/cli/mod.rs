@@ -93,6 +93,18 @@ pub struct AgentArg {
     pub agent: Agent,
 }
 
+/// `[NAME|--all]` for commands that work on one slot or every slot of an agent.
+#[derive(Debug, clap::Args)]
+pub struct Selection {
+    /// Slot name or #N [default: the active slot].
+    #[arg(conflicts_with = "all")]
+    pub slot: Option<String>,
+
+    /// Every slot of the agent.
+    #[arg(long)]
+    pub all: bool,
+}
+
 /// Runs the parsed command; returns the exit code for commands that report a state by it.
 pub fn run(cli: Cli) -> Result<u8> {
     let paths = Paths::from_env()?;

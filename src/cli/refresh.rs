@@ -2,8 +2,8 @@
 
 use serde_json::{Value, json};
 
-use super::AgentArg;
 use super::output::{self, Format};
+use super::{AgentArg, Selection};
 use crate::error::{Error, Result};
 use crate::keeper::Keeper;
 use crate::paths::Paths;
@@ -23,13 +23,8 @@ Examples:
   tokenkeeper refresh --all        every slot that is due (for cron)
   tokenkeeper refresh work --force")]
 pub struct Args {
-    /// Slot name or #N [default: the active slot].
-    #[arg(conflicts_with = "all")]
-    pub slot: Option<String>,
-
-    /// Every slot of the agent.
-    #[arg(long)]
-    pub all: bool,
+    #[command(flatten)]
+    pub selection: Selection,
 
     /// Refresh even when the token is not due yet.
     #[arg(long)]
@@ -42,7 +37,7 @@ pub struct Args {
 pub fn run(args: Args, paths: &Paths, format: Format) -> Result<u8> {
     let agent = args.agent.agent;
     let policy = Policy::from_env()?;
-    let selectors: Vec<Option<String>> = if args.all {
+    let selectors: Vec<Option<String>> = if args.selection.all {
         let keeper = Keeper::open(paths.clone())?;
         keeper
             .catalog()
@@ -50,7 +45,7 @@ pub fn run(args: Args, paths: &Paths, format: Format) -> Result<u8> {
             .map(|s| Some(s.name.clone()))
             .collect()
     } else {
-        vec![args.slot.clone()]
+        vec![args.selection.slot.clone()]
     };
     let mut results = Vec::new();
     let mut failed = 0;
@@ -94,7 +89,7 @@ pub fn run(args: Args, paths: &Paths, format: Format) -> Result<u8> {
                 results
                     .push(json!({ "slot": fresh.slot.name, "result": what, "expires_at": expiry }));
             }
-            Err(err) if args.all => {
+            Err(err) if args.selection.all => {
                 failed += 1;
                 let name = selector.clone().unwrap_or_default();
                 if format == Format::Text {

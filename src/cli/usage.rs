@@ -4,8 +4,8 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
-use super::AgentArg;
 use super::output::{self, Format};
+use super::{AgentArg, Selection};
 use crate::catalog::Slot;
 use crate::error::{Error, Result};
 use crate::keeper::Keeper;
@@ -28,13 +28,8 @@ Examples:
   tokenkeeper usage --all           every slot, queried concurrently
   tokenkeeper usage work --format json")]
 pub struct Args {
-    /// Slot name or #N [default: the active slot].
-    #[arg(conflicts_with = "all")]
-    pub slot: Option<String>,
-
-    /// Every slot of the agent.
-    #[arg(long)]
-    pub all: bool,
+    #[command(flatten)]
+    pub selection: Selection,
 
     /// How many slots to query at once.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=64))]
@@ -52,12 +47,12 @@ pub fn run(args: Args, paths: &Paths, format: Format) -> Result<u8> {
         keeper.sync_live(agent)?;
         output::flush_notices(&mut keeper);
         let catalog = keeper.catalog();
-        if args.all {
+        if args.selection.all {
             catalog.slots_of(agent.name()).cloned().collect()
         } else {
             vec![
                 catalog
-                    .resolve_or_active(agent.name(), args.slot.as_deref())?
+                    .resolve_or_active(agent.name(), args.selection.slot.as_deref())?
                     .clone(),
             ]
         }
@@ -88,7 +83,7 @@ pub fn run(args: Args, paths: &Paths, format: Format) -> Result<u8> {
     Keeper::open(paths.clone())?.record_usage(readings)?;
 
     let mut results = results;
-    if !args.all
+    if !args.selection.all
         && let Some(SlotUsage::Failed(_)) = results.first()
         && let Some(SlotUsage::Failed(err)) = results.pop()
     {

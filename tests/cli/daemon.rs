@@ -5,10 +5,6 @@ use std::time::Duration;
 use crate::support::provider::{Failure, FakeProvider};
 use crate::support::*;
 
-fn add(env: &Env, name: &str, blob: &str) {
-    env.cmd(&["add", name, "--from", "stdin"]).stdin(blob).ok();
-}
-
 fn daemon_pid_written(env: &Env) -> bool {
     std::fs::read_to_string(env.data_dir().join("daemon.lock"))
         .is_ok_and(|pid| !pid.trim().is_empty())
@@ -20,9 +16,11 @@ fn once_refreshes_what_is_due_reads_usage_and_leaves_the_rest() {
     let env = Env::with_provider(&provider);
     let due = provider.issue_expired("due@example.com");
     let fresh = provider.issue("fresh@example.com");
-    add(&env, "due", &FakeProvider::blob(&due));
-    add(&env, "fresh", &FakeProvider::blob(&fresh));
-    add(&env, "ci", &access("ci"));
+    env.add_login("due", &due);
+    env.add_login("fresh", &fresh);
+    env.cmd(&["add", "ci", "--from", "stdin"])
+        .stdin(access("ci"))
+        .ok();
     let out = env.cmd(&["daemon", "--once"]).ok();
     out.stdout_is("refreshed 'due'\n")
         .hides(&due.refresh)
@@ -61,8 +59,8 @@ fn once_reports_a_failing_slot_and_still_does_the_others() {
     let env = Env::with_provider(&provider);
     let gone = provider.issue_expired("gone@example.com");
     let due = provider.issue_expired("due@example.com");
-    add(&env, "gone", &FakeProvider::blob(&gone));
-    add(&env, "due", &FakeProvider::blob(&due));
+    env.add_login("gone", &gone);
+    env.add_login("due", &due);
     provider.revoke(&gone.refresh);
     let out = env.cmd(&["daemon", "--once", "--usage-every", "0"]).run();
     out.code(1)
@@ -96,30 +94,18 @@ fn one_daemon_per_user_and_sigterm_stops_it_cleanly() {
 fn the_loop_refreshes_slots_as_they_come_due_and_backs_off_failures() {
     let provider = FakeProvider::start();
     let env = Env::with_provider(&provider);
-    add(
-        &env,
-        "a",
-        &FakeProvider::blob(&provider.issue_expired("a@example.com")),
-    );
+    env.add_login("a", &provider.issue_expired("a@example.com"));
     let child = env
         .cmd(&["daemon", "--interval", "1s", "--usage-every", "0"])
         .spawn_piped();
     wait_until(20, "slot a's refresh", || provider.refreshes_served() == 1);
     // A slot added later is picked up by a later pass.
-    add(
-        &env,
-        "b",
-        &FakeProvider::blob(&provider.issue_expired("b@example.com")),
-    );
+    env.add_login("b", &provider.issue_expired("b@example.com"));
     wait_until(20, "slot b's refresh", || provider.refreshes_served() == 2);
     // A failing slot is tried (with the client's own retries), then left alone for a while.
     let calls = provider.refresh_calls();
     provider.fail_next(1000, Failure::Status(500));
-    add(
-        &env,
-        "c",
-        &FakeProvider::blob(&provider.issue_expired("c@example.com")),
-    );
+    env.add_login("c", &provider.issue_expired("c@example.com"));
     wait_until(20, "slot c's attempt", || {
         provider.refresh_calls() >= calls + 4
     });
@@ -148,7 +134,7 @@ fn sigterm_during_a_refresh_lets_it_finish_its_writes() {
     let provider = FakeProvider::start();
     let env = Env::with_provider(&provider);
     let login = provider.issue_expired("slow@example.com");
-    add(&env, "slow", &FakeProvider::blob(&login));
+    env.add_login("slow", &login);
     provider.fail_next(1, Failure::Slow(Duration::from_secs(2)));
     let child = env
         .cmd(&["daemon", "--interval", "1s", "--usage-every", "0"])

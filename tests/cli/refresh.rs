@@ -10,9 +10,7 @@ fn get_refreshes_an_expired_slot_once_and_keeps_unknown_fields() {
     let provider = FakeProvider::start();
     let env = Env::with_provider(&provider);
     let login = provider.issue_expired("ann@example.com");
-    env.cmd(&["add", "ann", "--from", "stdin"])
-        .stdin(FakeProvider::blob(&login))
-        .ok();
+    env.add_login("ann", &login);
     let out = env.cmd(&["get", "ann"]).ok();
     assert_eq!(provider.refreshes_served(), 1);
     let new_access = env.access_token_of("ann");
@@ -64,9 +62,7 @@ fn thirty_concurrent_gets_refresh_exactly_once() {
     let provider = FakeProvider::start();
     let env = Env::with_provider(&provider);
     let login = provider.issue_expired("many@example.com");
-    env.cmd(&["add", "many", "--from", "stdin"])
-        .stdin(FakeProvider::blob(&login))
-        .ok();
+    env.add_login("many", &login);
     let children: Vec<_> = (0..30)
         .map(|_| {
             std::process::Command::new(BIN)
@@ -118,9 +114,7 @@ fn refused_refresh_token_marks_the_slot_as_needing_login() {
     let provider = FakeProvider::start();
     let env = Env::with_provider(&provider);
     let login = provider.issue_expired("gone@example.com");
-    env.cmd(&["add", "gone", "--from", "stdin"])
-        .stdin(FakeProvider::blob(&login))
-        .ok();
+    env.add_login("gone", &login);
     provider.revoke(&login.refresh);
     env.cmd(&["get", "gone"])
         .fails(1)
@@ -140,9 +134,7 @@ fn refused_refresh_token_marks_the_slot_as_needing_login() {
     env.cmd(&["list"]).ok().stdout_has("needs login");
     // A new login clears the mark.
     let fresh = provider.issue("gone@example.com");
-    env.cmd(&["add", "gone", "--from", "stdin"])
-        .stdin(FakeProvider::blob(&fresh))
-        .ok();
+    env.add_login("gone", &fresh);
     env.cmd(&["get", "gone"])
         .ok()
         .stdout_is(&format!("{}\n", fresh.access));
@@ -153,9 +145,7 @@ fn a_401_from_the_token_endpoint_also_means_a_new_login() {
     let provider = FakeProvider::start();
     let env = Env::with_provider(&provider);
     let login = provider.issue_expired("shut@example.com");
-    env.cmd(&["add", "shut", "--from", "stdin"])
-        .stdin(FakeProvider::blob(&login))
-        .ok();
+    env.add_login("shut", &login);
     provider.fail_next(1, Failure::Status(401));
     env.cmd(&["get", "shut"])
         .fails(1)
@@ -173,9 +163,7 @@ fn a_refresh_retires_the_previous_access_token_on_every_endpoint() {
     let provider = FakeProvider::start();
     let env = Env::with_provider(&provider);
     let login = provider.issue("rot@example.com");
-    env.cmd(&["add", "rot", "--from", "stdin"])
-        .stdin(FakeProvider::blob(&login))
-        .ok();
+    env.add_login("rot", &login);
     let status = |token: &str| -> Vec<u16> {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -210,9 +198,7 @@ fn transient_failures_are_retried_and_never_spend_the_token() {
     let provider = FakeProvider::start();
     let env = Env::with_provider(&provider);
     let login = provider.issue_expired("flaky@example.com");
-    env.cmd(&["add", "flaky", "--from", "stdin"])
-        .stdin(FakeProvider::blob(&login))
-        .ok();
+    env.add_login("flaky", &login);
     // Fails every attempt: an error, and the stored token is untouched and still usable.
     provider.fail_next(4, Failure::Status(503));
     env.cmd(&["get", "flaky"])
@@ -236,9 +222,7 @@ fn a_failed_refresh_of_a_still_valid_token_falls_back_to_it() {
     let env = Env::with_provider(&provider);
     let mut login = provider.issue("soon@example.com");
     login.expires_at_ms = now_ms() + 5 * 60_000; // inside the 10-minute margin, not expired
-    env.cmd(&["add", "soon", "--from", "stdin"])
-        .stdin(FakeProvider::blob(&login))
-        .ok();
+    env.add_login("soon", &login);
     provider.fail_next(4, Failure::Status(500));
     env.cmd(&["get", "soon"])
         .ok()
@@ -249,12 +233,8 @@ fn a_failed_refresh_of_a_still_valid_token_falls_back_to_it() {
 fn refresh_command_reports_each_slot() {
     let provider = FakeProvider::start();
     let env = Env::with_provider(&provider);
-    env.cmd(&["add", "a", "--from", "stdin"])
-        .stdin(FakeProvider::blob(&provider.issue_expired("a@example.com")))
-        .ok();
-    env.cmd(&["add", "b", "--from", "stdin"])
-        .stdin(FakeProvider::blob(&provider.issue("b@example.com")))
-        .ok();
+    env.add_login("a", &provider.issue_expired("a@example.com"));
+    env.add_login("b", &provider.issue("b@example.com"));
     let out = env.cmd(&["refresh", "--all"]).ok();
     out.stdout_has("refreshed 'a'")
         .stdout_has("'b' is fresh")

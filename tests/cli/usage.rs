@@ -11,9 +11,7 @@ fn setup(provider: &FakeProvider, names: &[&str]) -> (Env, Vec<Issued>) {
         .iter()
         .map(|name| {
             let login = provider.issue(&format!("{name}@example.com"));
-            env.cmd(&["add", name, "--from", "stdin"])
-                .stdin(FakeProvider::blob(&login))
-                .ok();
+            env.add_login(name, &login);
             login
         })
         .collect();
@@ -89,9 +87,7 @@ fn an_expired_token_is_refreshed_before_reading_usage() {
     let provider = FakeProvider::start();
     let env = Env::with_provider(&provider);
     let login = provider.issue_expired("old@example.com");
-    env.cmd(&["add", "old", "--from", "stdin"])
-        .stdin(FakeProvider::blob(&login))
-        .ok();
+    env.add_login("old", &login);
     env.cmd(&["usage", "old"]).ok().stdout_has("5-hour");
     assert_eq!(provider.refreshes_served(), 1);
     assert!(provider.is_current(&env.refresh_token_of("old")));
@@ -138,9 +134,7 @@ fn usage_all_reports_each_failure_and_still_shows_the_rest() {
     let provider = FakeProvider::start();
     let (env, _) = setup(&provider, &["ann", "bob"]);
     let gone = provider.issue_expired("gone@example.com");
-    env.cmd(&["add", "gone", "--from", "stdin"])
-        .stdin(FakeProvider::blob(&gone))
-        .ok();
+    env.add_login("gone", &gone);
     provider.revoke(&gone.refresh);
     let out = env.cmd(&["usage", "--all"]).run().code(1);
     out.stdout_has("ann  ann@example.com")

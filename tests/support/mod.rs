@@ -60,6 +60,13 @@ impl Env {
     }
 
     /// Stored credential of a slot, parsed.
+    /// Registers a login the fake provider issued as slot `name` (`add NAME --from stdin`).
+    pub fn add_login(&self, name: &str, login: &provider::Issued) {
+        self.cmd(&["add", name, "--from", "stdin"])
+            .stdin(provider::FakeProvider::blob(login))
+            .ok();
+    }
+
     /// The refresh token stored for a slot (a Claude-shaped credential).
     pub fn refresh_token_of(&self, slot: &str) -> String {
         self.exported(slot)["claudeAiOauth"]["refreshToken"]
