@@ -61,6 +61,12 @@ impl Error {
         }
     }
 
+    /// The same failure with another exit code, e.g. 127 for a command that does not exist.
+    pub fn with_exit_code(mut self, code: u8) -> Self {
+        self.code = code;
+        self
+    }
+
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
         self

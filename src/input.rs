@@ -1,6 +1,6 @@
 //! Reading a secret from standard input: bounded, UTF-8, never echoed.
 
-use std::io::{IsTerminal, Read};
+use std::io::{BufRead, IsTerminal, Read};
 
 use zeroize::Zeroizing;
 
@@ -22,12 +22,44 @@ pub fn read_stdin_secret(example: &str) -> Result<Secret> {
     read_secret(stdin.lock(), example)
 }
 
+/// Reads the first line of stdin as a secret, then puts `/dev/null` in its place so the writer
+/// sees it closed (the agent-loop proxy's start-up contract: one line, then stdin is done).
+pub fn take_stdin_line(example: &str) -> Result<Secret> {
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        return Err(
+            Error::usage("expected the token on standard input, not a terminal")
+                .with_hint(format!("pipe it in: {example}")),
+        );
+    }
+    let secret = read_line(stdin.lock(), example);
+    let closed = std::fs::File::open("/dev/null")
+        .and_then(|null| nix::unistd::dup2_stdin(null).map_err(std::io::Error::from));
+    if let Err(err) = closed {
+        tracing::debug!(error = %err, "cannot close standard input");
+    }
+    secret
+}
+
+fn read_line(reader: impl BufRead, example: &str) -> Result<Secret> {
+    let mut buf = Zeroizing::new(Vec::new());
+    reader
+        .take(MAX_STDIN_BYTES + 1)
+        .read_until(b'\n', &mut buf)
+        .map_err(|err| Error::failure(format!("cannot read standard input: {err}")))?;
+    check_secret(buf, example)
+}
+
 fn read_secret(reader: impl Read, example: &str) -> Result<Secret> {
     let mut buf = Zeroizing::new(Vec::new());
     reader
         .take(MAX_STDIN_BYTES + 1)
         .read_to_end(&mut buf)
         .map_err(|err| Error::failure(format!("cannot read standard input: {err}")))?;
+    check_secret(buf, example)
+}
+
+fn check_secret(buf: Zeroizing<Vec<u8>>, example: &str) -> Result<Secret> {
     if buf.len() as u64 > MAX_STDIN_BYTES {
         return Err(Error::failure(
             "standard input is larger than 1 MiB; a credential is a few hundred bytes",
@@ -45,6 +77,13 @@ fn read_secret(reader: impl Read, example: &str) -> Result<Secret> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_first_line_is_taken() {
+        let secret = read_line(&b"sk-ant-oat01-first\nsecond line\n"[..], "x").unwrap();
+        assert_eq!(secret.expose_secret(), "sk-ant-oat01-first\n");
+        assert!(read_line(&b"\n"[..], "x").is_err());
+    }
 
     #[test]
     fn limits_and_checks() {

@@ -17,6 +17,7 @@ pub mod net;
 pub mod paths;
 pub mod perms;
 pub mod provider;
+pub mod proxy;
 pub mod ralph;
 pub mod refresh;
 pub mod secret;

@@ -10,8 +10,8 @@ use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // The daemon reports what it does by default; other commands only warn.
-    let chatty = matches!(cli.command, Command::Daemon(_));
+    // The daemon and the proxy report what they do by default; other commands only warn.
+    let chatty = matches!(cli.command, Command::Daemon(_) | Command::Proxy(_));
     init_logging(cli.verbose + u8::from(chatty));
     match cli::run(cli) {
         Ok(code) => ExitCode::from(code),

@@ -20,6 +20,17 @@ use crate::secret::Secret;
 
 /// Claude Code's override for its config directory.
 pub const ENV_CONFIG_DIR: &str = "CLAUDE_CONFIG_DIR";
+/// Where Claude Code sends API requests.
+pub const ENV_BASE_URL: &str = "ANTHROPIC_BASE_URL";
+/// An OAuth token Claude Code uses instead of its stored login.
+pub const ENV_OAUTH_TOKEN: &str = "CLAUDE_CODE_OAUTH_TOKEN";
+/// Credentials Claude Code prefers over `CLAUDE_CODE_OAUTH_TOKEN` (or reads instead of it):
+/// a child run behind the proxy must not have them, or it would bypass the proxy's token.
+pub const ENV_OVERRIDING_CREDENTIALS: [&str; 3] = [
+    "ANTHROPIC_AUTH_TOKEN",
+    "ANTHROPIC_API_KEY",
+    "CLAUDE_CODE_OAUTH_TOKEN_FILE_DESCRIPTOR",
+];
 const CREDENTIALS_FILE: &str = ".credentials.json";
 const LOGIN_RECORD_FILE: &str = ".claude.json";
 const MAX_LIVE_BYTES: u64 = 1 << 20;

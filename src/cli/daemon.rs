@@ -12,7 +12,7 @@ use crate::durable;
 use crate::error::{Error, Result};
 use crate::paths::Paths;
 use crate::perms;
-use crate::refresh::{self, Policy};
+use crate::refresh::Policy;
 
 #[derive(Debug, clap::Args)]
 #[command(
@@ -40,11 +40,11 @@ pub struct Args {
     pub once: bool,
 
     /// Time between passes (e.g. 30s, 1m).
-    #[arg(long, default_value = "60s", value_parser = duration)]
+    #[arg(long, default_value = "60s", value_parser = super::duration)]
     pub interval: Duration,
 
     /// Time between usage readings of each slot; 0 turns them off.
-    #[arg(long, default_value = "5m", value_parser = duration)]
+    #[arg(long, default_value = "5m", value_parser = super::duration)]
     pub usage_every: Duration,
 
     /// How many slots' usage to read at once.
@@ -74,12 +74,6 @@ pub struct InstallArgs {
     /// Print the definition instead of writing it.
     #[arg(long)]
     pub print: bool,
-}
-
-fn duration(text: &str) -> std::result::Result<Duration, String> {
-    refresh::parse_duration(text)
-        .and_then(|d| Duration::try_from(d).ok())
-        .ok_or_else(|| format!("'{text}' is not a duration (e.g. 30s, 5m, 1h)"))
 }
 
 pub fn run(args: Args, paths: &Paths, format: Format) -> Result<u8> {

@@ -6,10 +6,12 @@
 mod add;
 mod check;
 mod daemon;
+mod exec;
 mod export;
 mod get;
 mod list;
 mod output;
+mod proxy;
 mod ralph;
 mod refresh;
 mod remove;
@@ -32,6 +34,8 @@ Examples:
   tokenkeeper get                       print the active slot's access token
   tokenkeeper usage --all               5-hour and 7-day quota of every slot
   tokenkeeper daemon install            keep every slot refreshed in the background
+  tokenkeeper exec -- claude            run Claude Code without the real token in its reach
+  tokenkeeper proxy --slot work         serve the slot's token to clients with a phantom one
   claude setup-token | tokenkeeper store-token
 
 Files live under $TOKENKEEPER_HOME, or the XDG config and data directories.
@@ -77,6 +81,10 @@ pub enum Command {
     /// Delete a slot.
     #[command(alias = "rm")]
     Remove(remove::Args),
+    /// Run a credential-injecting proxy: clients send a phantom token, upstream gets the real one.
+    Proxy(Box<proxy::Args>),
+    /// Run a command (e.g. claude) behind a private proxy, so it never holds the real token.
+    Exec(exec::Args),
     /// Store a long-lived token read from stdin (bare token or JSON) for an agent.
     StoreToken(ralph::StoreArgs),
     /// Exit 0 if an agent's stored long-lived token is valid, 1 if expired or missing.
@@ -105,6 +113,13 @@ pub struct Selection {
     pub all: bool,
 }
 
+/// Parses a duration argument: `30s`, `5m`, `1h 30m`, or plain seconds.
+fn duration(text: &str) -> std::result::Result<std::time::Duration, String> {
+    crate::refresh::parse_duration(text)
+        .and_then(|d| std::time::Duration::try_from(d).ok())
+        .ok_or_else(|| format!("'{text}' is not a duration (e.g. 30s, 5m, 1h)"))
+}
+
 /// Runs the parsed command; returns the exit code for commands that report a state by it.
 pub fn run(cli: Cli) -> Result<u8> {
     let paths = Paths::from_env()?;
@@ -120,6 +135,8 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Daemon(args) => daemon::run(args, &paths, format),
         Command::Usage(args) => usage::run(args, &paths, format),
         Command::Remove(args) => remove::run(args, &paths, format),
+        Command::Proxy(args) => proxy::run(*args, &paths, format),
+        Command::Exec(args) => exec::run(args, &paths),
         Command::StoreToken(args) => ralph::store(args, &paths, format),
         Command::CheckToken(args) => ralph::check(args, &paths, format),
         Command::GetToken(args) => ralph::get(args, &paths, format),

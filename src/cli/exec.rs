@@ -1,0 +1,179 @@
+//! `tokenkeeper exec [SLOT] -- COMMAND…`: runs an agent behind a private, ephemeral proxy.
+
+use std::ffi::OsString;
+use std::io::ErrorKind;
+use std::os::unix::process::ExitStatusExt;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2};
+use signal_hook::iterator::SignalsInfo;
+use signal_hook::iterator::exfiltrator::WithOrigin;
+use signal_hook::low_level::siginfo::Cause;
+use tracing::debug;
+
+use super::AgentArg;
+use super::proxy::{UpstreamArgs, runtime};
+use crate::agent::claude::{ENV_BASE_URL, ENV_OAUTH_TOKEN, ENV_OVERRIDING_CREDENTIALS};
+use crate::error::{Error, Result};
+use crate::paths::Paths;
+use crate::provider::Endpoints;
+use crate::proxy::{self, Auth, Proxy, SlotTokens, Target, TokenSource};
+use crate::refresh::{self, Policy};
+use crate::secret::Secret;
+
+/// How long the private proxy lets streams finish once the command has exited.
+const GRACE: Duration = Duration::from_secs(2);
+/// Signals passed on to the command when they are sent to tokenkeeper.
+const FORWARDED: [i32; 6] = [SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2];
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Starts a proxy on 127.0.0.1 (random port, random client token) that holds the slot's real
+token, and runs COMMAND with ANTHROPIC_BASE_URL pointing at it and CLAUDE_CODE_OAUTH_TOKEN set to
+the phantom client token; ANTHROPIC_API_KEY, ANTHROPIC_AUTH_TOKEN and
+CLAUDE_CODE_OAUTH_TOKEN_FILE_DESCRIPTOR are removed from its environment. The real token never
+enters the command's environment, and is refreshed as needed while it runs.
+Signals sent to tokenkeeper are passed on; exits with the command's exit code (128+N when a
+signal N ended it).
+
+Examples:
+  tokenkeeper exec -- claude
+  tokenkeeper exec work -- claude -p 'summarise README.md'
+  tokenkeeper exec ci --env -- ./run-agent.sh      (real token in the environment, for CI)")]
+pub struct Args {
+    /// Slot name or #N [default: the active slot].
+    pub slot: Option<String>,
+
+    #[command(flatten)]
+    pub agent: AgentArg,
+
+    /// Put the real token in COMMAND's environment instead of running a proxy (for CI, where
+    /// nothing else runs beside the agent).
+    #[arg(long)]
+    pub env: bool,
+
+    #[command(flatten)]
+    pub upstream: UpstreamArgs,
+
+    /// The command to run, and its arguments.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<OsString>,
+}
+
+pub fn run(args: Args, paths: &Paths) -> Result<u8> {
+    let agent = args.agent.agent;
+    let mut command = Command::new(&args.command[0]);
+    command.args(&args.command[1..]);
+    for name in ENV_OVERRIDING_CREDENTIALS {
+        command.env_remove(name);
+    }
+
+    if args.env {
+        let policy = Policy::from_env()?;
+        let fresh = refresh::ensure_fresh(paths, agent, args.slot.as_deref(), false, &policy)?;
+        eprintln!(
+            "tokenkeeper: warning: the real token of slot '{}' is in the command's environment, readable by everything it runs; leave out --env to keep it behind a proxy",
+            fresh.slot.name
+        );
+        command.env(
+            ENV_OAUTH_TOKEN,
+            fresh.credential.access_token().expose_secret(),
+        );
+        return supervise(command, &args.command[0]);
+    }
+
+    let phantom = phantom_token()?;
+    let target = Target::parse(&Endpoints::from_env().api_url)?;
+    let settings = args
+        .upstream
+        .settings(target, Auth::Bearer, Some(phantom.clone()));
+    let runtime = runtime()?;
+    let (address, stop, server) = runtime.block_on(async {
+        let tokens = SlotTokens::open(paths.clone(), agent, args.slot.clone()).await?;
+        debug!(slot = tokens.name(), "proxy for the command");
+        let proxy = Arc::new(Proxy::new(settings, TokenSource::Slot(Box::new(tokens)))?);
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .map_err(|err| Error::failure(format!("cannot start the proxy: {err}")))?;
+        let address = listener
+            .local_addr()
+            .map_err(|err| Error::failure(format!("cannot start the proxy: {err}")))?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let stopped = async {
+            let _ = stopped.await;
+        };
+        let server = tokio::spawn(proxy::serve(listener, proxy, stopped, GRACE));
+        Ok::<_, Error>((address, stop, server))
+    })?;
+
+    command
+        .env(ENV_BASE_URL, format!("http://{address}"))
+        .env(ENV_OAUTH_TOKEN, phantom.expose_secret());
+    let code = supervise(command, &args.command[0]);
+
+    let _ = stop.send(());
+    let _ = runtime.block_on(async { tokio::time::timeout(GRACE * 2, server).await });
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    code
+}
+
+/// A fresh random client token, useless anywhere but at this one proxy.
+fn phantom_token() -> Result<Secret> {
+    let mut bytes = [0u8; 24];
+    getrandom::fill(&mut bytes)
+        .map_err(|err| Error::failure(format!("cannot make a random token: {err}")))?;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    Ok(Secret::new(format!("tokenkeeper-phantom-{hex}")))
+}
+
+/// Runs the command to its end, passing on signals sent to tokenkeeper, and returns its exit
+/// code the way a shell reports it.
+fn supervise(mut command: Command, program: &OsString) -> Result<u8> {
+    // Installed before the spawn, so no signal falls between the two.
+    let mut signals = SignalsInfo::<WithOrigin>::new(FORWARDED)
+        .map_err(|err| Error::failure(format!("cannot watch signals: {err}")))?;
+    let mut child = command.spawn().map_err(|err| {
+        let name = program.to_string_lossy();
+        match err.kind() {
+            ErrorKind::NotFound => {
+                Error::failure(format!("cannot run '{name}': command not found"))
+                    .with_exit_code(127)
+            }
+            ErrorKind::PermissionDenied => {
+                Error::failure(format!("cannot run '{name}': permission denied"))
+                    .with_exit_code(126)
+            }
+            _ => Error::failure(format!("cannot run '{name}': {err}")).with_exit_code(126),
+        }
+    })?;
+    let pid = Pid::from_raw(i32::try_from(child.id()).expect("pids fit in i32"));
+    let handle = signals.handle();
+    let forwarder = std::thread::spawn(move || {
+        for origin in signals.forever() {
+            // A terminal's ^C or hang-up (sent by the kernel) reaches the command already, as
+            // part of the foreground process group; passing it on would deliver it twice.
+            if origin.cause == Cause::Kernel {
+                continue;
+            }
+            if let Ok(signal) = Signal::try_from(origin.signal) {
+                debug!(%signal, "passing the signal on");
+                let _ = kill(pid, signal);
+            }
+        }
+    });
+    let status = child
+        .wait()
+        .map_err(|err| Error::failure(format!("cannot wait for the command: {err}")));
+    handle.close();
+    let _ = forwarder.join();
+    let status = status?;
+    Ok(match (status.code(), status.signal()) {
+        (Some(code), _) => u8::try_from(code).unwrap_or(1),
+        (None, Some(signal)) => u8::try_from(128 + signal).unwrap_or(255),
+        (None, None) => 1,
+    })
+}

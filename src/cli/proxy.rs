@@ -1,0 +1,292 @@
+//! `tokenkeeper proxy`: the credential-injecting reverse proxy as a long-running server.
+
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::HeaderName;
+use serde_json::json;
+use tracing::{info, warn};
+
+use super::AgentArg;
+use super::output::Format;
+use crate::error::{Error, Result};
+use crate::input;
+use crate::paths::Paths;
+use crate::proxy::{self, Auth, Proxy, Settings, SlotTokens, Target, TokenSource, UpstreamOptions};
+use crate::secret::Secret;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AuthMode {
+    /// `Authorization: Bearer <token>` (OAuth and setup tokens).
+    Bearer,
+    /// `x-api-key: <token>` (Console API keys).
+    ApiKey,
+    /// The header named by --auth-header (an LLM gateway's own).
+    Gateway,
+}
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+The real token comes from one line on stdin (then stdin is closed), or from a slot with --slot,
+which keeps it refreshed: on an upstream 401 the proxy refreshes once (one refresh per lineage,
+shared with every other tokenkeeper process) and resends the request.
+Clients present the --client-token as a bearer token or x-api-key; whatever credentials they
+send are removed before the real one is set. GET /health and GET /metrics (Prometheus) are the
+proxy's own. One log line per request goes to stderr; tokens never do.
+SIGTERM or SIGINT stops accepting, lets open streams finish (up to --grace), then exits 0.
+
+Examples:
+  echo \"$TOKEN\" | tokenkeeper proxy                       like the agent-loop proxy, on 127.0.0.1:18080
+  TOKENKEEPER_CLIENT_TOKEN=phantom tokenkeeper proxy --slot work --listen 0.0.0.0:18080
+  ANTHROPIC_BASE_URL=http://127.0.0.1:18080 CLAUDE_CODE_OAUTH_TOKEN=phantom claude")]
+pub struct Args {
+    /// Where to listen: ADDR:PORT, or ADDR with the port from LISTEN_PORT.
+    #[arg(long, env = "TOKENKEEPER_LISTEN", value_name = "ADDR[:PORT]")]
+    pub listen: Option<String>,
+
+    /// Port to listen on when --listen gives none.
+    #[arg(
+        long,
+        env = "LISTEN_PORT",
+        default_value_t = 18080,
+        value_name = "PORT"
+    )]
+    pub port: u16,
+
+    /// Base URL every request is forwarded to.
+    #[arg(
+        long,
+        env = "TARGET",
+        default_value = "https://api.anthropic.com",
+        value_name = "URL"
+    )]
+    pub target: String,
+
+    /// Take the token from this slot (kept fresh) instead of stdin.
+    #[arg(long, value_name = "NAME")]
+    pub slot: Option<String>,
+
+    #[command(flatten)]
+    pub agent: AgentArg,
+
+    /// Where the real token goes upstream.
+    #[arg(long, value_enum, env = "TOKENKEEPER_PROXY_AUTH", default_value_t = AuthMode::Bearer)]
+    pub auth: AuthMode,
+
+    /// Header that carries the token with --auth gateway (e.g. cf-aig-authorization).
+    #[arg(long, value_name = "NAME", required_if_eq("auth", "gateway"))]
+    pub auth_header: Option<String>,
+
+    /// Scheme put before the token in --auth-header (e.g. Bearer); none by default.
+    #[arg(long, value_name = "SCHEME", requires = "auth_header")]
+    pub auth_scheme: Option<String>,
+
+    /// The phantom value clients must present. Prefer the environment variable: a command
+    /// line is visible to every local user.
+    #[arg(
+        long,
+        env = "TOKENKEEPER_CLIENT_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub client_token: Option<String>,
+
+    #[command(flatten)]
+    pub upstream: UpstreamArgs,
+
+    /// How long open streams may go on after SIGTERM.
+    #[arg(long, default_value = "30s", value_parser = super::duration)]
+    pub grace: Duration,
+}
+
+/// How the proxy talks to its target; shared by `proxy` and `exec`.
+#[derive(Debug, clap::Args)]
+pub struct UpstreamArgs {
+    /// Also trust the CA certificates in this PEM file (SSL_CERT_FILE replaces the system's).
+    #[arg(long, env = "TOKENKEEPER_CA_CERT", value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
+
+    /// Give up connecting to the target after this long.
+    #[arg(long, default_value = "10s", value_parser = super::duration)]
+    pub connect_timeout: Duration,
+
+    /// Close pooled connections to the target unused for this long.
+    #[arg(long, default_value = "90s", value_parser = super::duration)]
+    pub idle_timeout: Duration,
+
+    /// Give up waiting for the target's response headers after this long.
+    #[arg(long, default_value = "10m", value_parser = super::duration)]
+    pub response_timeout: Duration,
+}
+
+impl UpstreamArgs {
+    pub fn settings(&self, target: Target, auth: Auth, client_token: Option<Secret>) -> Settings {
+        Settings {
+            target,
+            auth,
+            client_token,
+            response_timeout: self.response_timeout,
+            upstream: UpstreamOptions {
+                ca_cert: self.ca_cert.clone(),
+                connect_timeout: self.connect_timeout,
+                idle_timeout: self.idle_timeout,
+            },
+        }
+    }
+}
+
+pub fn run(args: Args, paths: &Paths, format: Format) -> Result<u8> {
+    let listen = listen_address(args.listen.as_deref(), args.port)?;
+    let target = Target::parse(&args.target)?;
+    let auth = auth(&args)?;
+    let client_token = match args.client_token {
+        Some(token) if token.trim().is_empty() => {
+            return Err(Error::usage("the client token is empty"));
+        }
+        Some(token) => Some(Secret::new(token)),
+        None => None,
+    };
+    match (&client_token, listen.ip().is_loopback()) {
+        (None, false) => {
+            return Err(Error::usage(format!(
+                "refusing to listen on {listen} without a client token: anyone who can reach it could use the account"
+            ))
+            .with_hint("set TOKENKEEPER_CLIENT_TOKEN to the phantom value your agent sends, or listen on 127.0.0.1"));
+        }
+        (None, true) => warn!(
+            "no client token: any process on this machine can use this proxy (set TOKENKEEPER_CLIENT_TOKEN)"
+        ),
+        (Some(_), _) => {}
+    }
+    // Stdin is read before anything else, so a writer waiting on it is released at once.
+    let fixed = match &args.slot {
+        Some(_) => None,
+        None => Some(stdin_token()?),
+    };
+    let settings = args.upstream.settings(target, auth, client_token);
+
+    let runtime = runtime()?;
+    runtime.block_on(async move {
+        let tokens = match fixed {
+            Some(token) => TokenSource::Fixed(token),
+            None => {
+                let slot = args.slot.expect("either stdin or a slot");
+                let tokens = SlotTokens::open(paths.clone(), args.agent.agent, Some(slot)).await?;
+                TokenSource::Slot(Box::new(tokens))
+            }
+        };
+        let proxy = Arc::new(Proxy::new(settings, tokens)?);
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|err| Error::failure(format!("cannot listen on {listen}: {err}")))?;
+        let bound = listener.local_addr().unwrap_or(listen);
+        info!(
+            "listening on http://{bound}, forwarding to {}",
+            proxy.target()
+        );
+        if format == Format::Json {
+            let line = json!({"listen": bound.to_string(), "target": proxy.target().to_string()});
+            let mut stdout = std::io::stdout().lock();
+            writeln!(stdout, "{line}")
+                .and_then(|()| stdout.flush())
+                .map_err(Error::from_stdout)?;
+        }
+        proxy::serve(listener, proxy, stop_signal()?, args.grace).await;
+        Ok(0)
+    })
+}
+
+/// `ADDR:PORT`, `ADDR` (port from `LISTEN_PORT`), or nothing: 127.0.0.1.
+fn listen_address(listen: Option<&str>, port: u16) -> Result<SocketAddr> {
+    let Some(text) = listen.map(str::trim).filter(|t| !t.is_empty()) else {
+        return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port));
+    };
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let host = text.trim_start_matches('[').trim_end_matches(']');
+    match host {
+        "localhost" => Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)),
+        _ => host
+            .parse::<IpAddr>()
+            .map(|ip| SocketAddr::new(ip, port))
+            .map_err(|_| {
+                Error::usage(format!("--listen '{text}' is not an address"))
+                    .with_hint("use e.g. 127.0.0.1:18080, 0.0.0.0 or [::1]:8080")
+            }),
+    }
+}
+
+fn auth(args: &Args) -> Result<Auth> {
+    Ok(match args.auth {
+        AuthMode::Bearer => Auth::Bearer,
+        AuthMode::ApiKey => Auth::ApiKey,
+        AuthMode::Gateway => {
+            let name = args.auth_header.as_deref().unwrap_or_default();
+            let header = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+                Error::usage(format!("--auth-header '{name}' is not a header name"))
+            })?;
+            Auth::Gateway {
+                header,
+                scheme: args.auth_scheme.clone().filter(|s| !s.is_empty()),
+            }
+        }
+    })
+}
+
+fn stdin_token() -> Result<Secret> {
+    let line = input::take_stdin_line("echo \"$TOKEN\" | tokenkeeper proxy")?;
+    let (credential, _) =
+        crate::credential::Credential::from_input(&line, "standard input", jiff::Timestamp::now())
+            .map_err(|err| {
+                Error::failure(err.message().to_string()).with_hint(
+            "pipe one line: the access token, or a credential JSON on one line; or use --slot NAME",
+        )
+            })?;
+    Ok(credential.access_token())
+}
+
+/// The proxy's own runtime: one worker per core.
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|err| Error::failure(format!("cannot start the proxy's runtime: {err}")))
+}
+
+/// Completes on SIGTERM or SIGINT.
+fn stop_signal() -> Result<impl Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let listen =
+        |kind| signal(kind).map_err(|err| Error::failure(format!("cannot watch signals: {err}")));
+    let (mut term, mut int) = (
+        listen(SignalKind::terminate())?,
+        listen(SignalKind::interrupt())?,
+    );
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => info!("SIGTERM: stopping"),
+            _ = int.recv() => info!("SIGINT: stopping"),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_addresses() {
+        let at = |text: Option<&str>| listen_address(text, 18080).map(|a| a.to_string());
+        assert_eq!(at(None).unwrap(), "127.0.0.1:18080");
+        assert_eq!(at(Some("0.0.0.0")).unwrap(), "0.0.0.0:18080");
+        assert_eq!(at(Some("127.0.0.1:9")).unwrap(), "127.0.0.1:9");
+        assert_eq!(at(Some("[::1]:7")).unwrap(), "[::1]:7");
+        assert_eq!(at(Some("::1")).unwrap(), "[::1]:18080");
+        assert_eq!(at(Some("localhost")).unwrap(), "127.0.0.1:18080");
+        assert!(at(Some("example.com:80")).is_err());
+    }
+}

@@ -1,0 +1,376 @@
+//! The credential-injecting reverse proxy: requests come in carrying a phantom token (or none),
+//! leave for the one configured target carrying the real one, and stream back unbuffered.
+
+mod body;
+mod metrics;
+mod rewrite;
+mod token;
+mod upstream;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tracing::{debug, info, warn};
+
+pub use body::REPLAY_LIMIT;
+use body::{Exchange, ProxyBody, Recorded};
+use metrics::Metrics;
+pub use rewrite::{Auth, Target};
+pub use token::{SlotTokens, TokenSource};
+pub use upstream::Options as UpstreamOptions;
+
+use crate::error::Result;
+use crate::secret::Secret;
+
+/// The body of `GET /health`, as the agent-loop proxy answers.
+pub const HEALTH_BODY: &str = "agent-loop-proxy ok (tokenkeeper)\n";
+/// Marks every answer the proxy made itself rather than relayed, with the reason as its value.
+pub const ERROR_HEADER: &str = "x-tokenkeeper-error";
+
+pub struct Settings {
+    pub target: Target,
+    pub auth: Auth,
+    /// The phantom value clients must present; `None` lets any local process in.
+    pub client_token: Option<Secret>,
+    /// How long to wait for the upstream's response headers.
+    pub response_timeout: Duration,
+    pub upstream: UpstreamOptions,
+}
+
+pub struct Proxy {
+    settings: Settings,
+    tokens: TokenSource,
+    upstream: upstream::Upstream,
+    metrics: Arc<Metrics>,
+}
+
+impl Proxy {
+    pub fn new(settings: Settings, tokens: TokenSource) -> Result<Self> {
+        let upstream = upstream::client(&settings.upstream)?;
+        Ok(Self {
+            settings,
+            tokens,
+            upstream,
+            metrics: Arc::new(Metrics::new()),
+        })
+    }
+
+    /// Answers one request. Each step either answers itself or hands on to the next.
+    async fn handle(
+        self: Arc<Self>,
+        request: Request<Incoming>,
+    ) -> Result<Response<ProxyBody>, Infallible> {
+        let exchange = Exchange::new(
+            self.metrics.clone(),
+            request.method().clone(),
+            // The query is not logged: it is the one place a client might put a secret.
+            request.uri().path().to_string(),
+            Instant::now(),
+        );
+
+        // 1. The proxy's own endpoints, open to anyone who can connect: they reveal nothing.
+        if request.method() == Method::GET {
+            match request.uri().path() {
+                "/health" => {
+                    return Ok(local(
+                        exchange,
+                        "text/plain; charset=utf-8",
+                        HEALTH_BODY.into(),
+                    ));
+                }
+                "/metrics" => {
+                    return Ok(local(
+                        exchange,
+                        metrics::CONTENT_TYPE,
+                        self.metrics.render(),
+                    ));
+                }
+                _ => {}
+            }
+        }
+
+        // 2. Only requests for the target, in origin form: this is not a forward proxy.
+        if let Some(why) = rewrite::refuse_form(&request) {
+            return Ok(synthetic(
+                exchange,
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                why,
+                "refused-request-form",
+            ));
+        }
+
+        // 3. Only this proxy's own clients: they present the phantom token.
+        if let Some(expected) = &self.settings.client_token
+            && !rewrite::presents(expected, request.headers())
+        {
+            return Ok(synthetic(
+                exchange,
+                StatusCode::UNAUTHORIZED,
+                "authentication_error",
+                "tokenkeeper proxy: this request does not carry the proxy's client token",
+                "client-token",
+            ));
+        }
+
+        // 4. Swap the credentials and forward; resend once if the upstream refuses the token.
+        Ok(self.forward(request, exchange).await)
+    }
+
+    async fn forward(&self, request: Request<Incoming>, exchange: Exchange) -> Response<ProxyBody> {
+        let (mut parts, incoming) = request.into_parts();
+        rewrite::strip_hop_by_hop(&mut parts.headers);
+        let uri = self.settings.target.uri_for(parts.uri.path_and_query());
+
+        let token = match self.tokens.current().await {
+            Ok(token) => token,
+            Err(err) => return no_token(exchange, err.message()),
+        };
+
+        // A refused token can only be replaced when it comes from a slot; only then is the
+        // body kept (by reference, as it streams) for a resend.
+        if !self.tokens.renewable() {
+            let sent = self.send(
+                &parts.method,
+                uri,
+                parts.headers,
+                body::boxed(incoming),
+                &token,
+            );
+            return self.relay(sent.await, exchange);
+        }
+        let (recorded, replay) = Recorded::new(incoming);
+        let first = self
+            .send(
+                &parts.method,
+                uri.clone(),
+                parts.headers.clone(),
+                body::boxed(recorded),
+                &token,
+            )
+            .await;
+        let refused =
+            matches!(&first, Ok((response, _)) if response.status() == StatusCode::UNAUTHORIZED);
+        if !refused {
+            return self.relay(first, exchange);
+        }
+        let renewed = match self.tokens.renew(&token).await {
+            Ok(renewed) if renewed != token => renewed,
+            Ok(_) => return self.relay(first, exchange),
+            Err(err) => {
+                warn!(error = %err.message(), "cannot renew the token the upstream refused");
+                self.metrics.renewed("failed");
+                return self.relay(first, exchange);
+            }
+        };
+        self.metrics.renewed("refreshed");
+        match replay.body() {
+            Some(bytes) => {
+                debug!("resending the request with the renewed token");
+                let again = self.send(
+                    &parts.method,
+                    uri,
+                    parts.headers,
+                    body::full(bytes),
+                    &renewed,
+                );
+                self.relay(again.await, exchange)
+            }
+            // The body was too large to keep, or still streaming: the client sees the 401 and
+            // its own retry gets the renewed token.
+            None => self.relay(first, exchange),
+        }
+    }
+
+    async fn send(
+        &self,
+        method: &Method,
+        uri: Uri,
+        mut headers: HeaderMap,
+        body: ProxyBody,
+        token: &Secret,
+    ) -> Result<(Response<Incoming>, Duration), String> {
+        rewrite::set_credentials(&mut headers, &self.settings.auth, token)
+            .map_err(|err| err.message().to_string())?;
+        let mut request = Request::new(body);
+        *request.method_mut() = method.clone();
+        *request.uri_mut() = uri;
+        *request.headers_mut() = headers;
+        let started = Instant::now();
+        match tokio::time::timeout(
+            self.settings.response_timeout,
+            self.upstream.request(request),
+        )
+        .await
+        {
+            Ok(Ok(response)) => Ok((response, started.elapsed())),
+            Ok(Err(err)) => Err(describe(&err)),
+            Err(_) => Err(format!(
+                "no response within {}s",
+                self.settings.response_timeout.as_secs()
+            )),
+        }
+    }
+
+    fn relay(
+        &self,
+        sent: Result<(Response<Incoming>, Duration), String>,
+        exchange: Exchange,
+    ) -> Response<ProxyBody> {
+        match sent {
+            Ok((response, latency)) => {
+                self.metrics.upstream_answered(latency);
+                let (mut parts, incoming) = response.into_parts();
+                rewrite::strip_hop_by_hop(&mut parts.headers);
+                // The client's connection has its own version, whatever the upstream spoke.
+                parts.version = Version::default();
+                let status = parts.status.as_u16();
+                Response::from_parts(parts, exchange.finish(status, incoming))
+            }
+            Err(why) => {
+                self.metrics.upstream_failed();
+                let message = format!(
+                    "tokenkeeper proxy: cannot reach {}: {why}",
+                    self.settings.target
+                );
+                warn!("{message}");
+                synthetic(
+                    exchange,
+                    StatusCode::BAD_GATEWAY,
+                    "api_error",
+                    &message,
+                    "upstream-unreachable",
+                )
+            }
+        }
+    }
+
+    /// The target, for start-up messages.
+    pub fn target(&self) -> &Target {
+        &self.settings.target
+    }
+}
+
+/// An error's message with its causes, e.g. "client error (Connect): tcp connect error:
+/// Connection refused". Upstream errors name addresses, never headers, so no token can be in it.
+fn describe(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+fn local(exchange: Exchange, content_type: &'static str, text: String) -> Response<ProxyBody> {
+    let mut response =
+        Response::new(exchange.finish(200, http_body_util::Full::new(bytes::Bytes::from(text))));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+/// An answer the proxy makes itself, shaped like the Anthropic API's own errors so clients
+/// show its message, and marked with `x-tokenkeeper-error`.
+fn synthetic(
+    exchange: Exchange,
+    status: StatusCode,
+    kind: &str,
+    message: &str,
+    reason: &'static str,
+) -> Response<ProxyBody> {
+    let body = json!({"type": "error", "error": {"type": kind, "message": message}}).to_string();
+    let mut response = Response::new(exchange.finish(
+        status.as_u16(),
+        http_body_util::Full::new(bytes::Bytes::from(body)),
+    ));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(ERROR_HEADER, HeaderValue::from_static(reason));
+    response
+}
+
+fn no_token(exchange: Exchange, why: &str) -> Response<ProxyBody> {
+    let message = format!("tokenkeeper proxy: no usable token: {why}");
+    warn!("{message}");
+    synthetic(
+        exchange,
+        StatusCode::BAD_GATEWAY,
+        "api_error",
+        &message,
+        "no-token",
+    )
+}
+
+/// Serves until `shutdown` completes, then stops accepting and gives open connections up to
+/// `grace` to finish what they are sending.
+pub async fn serve(
+    listener: TcpListener,
+    proxy: Arc<Proxy>,
+    shutdown: impl Future<Output = ()>,
+    grace: Duration,
+) {
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(err) => {
+                    // Out of file descriptors, most likely: back off instead of spinning.
+                    warn!(error = %err, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let proxy = proxy.clone();
+        let service = service_fn(move |request| proxy.clone().handle(request));
+        let connection = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(err) = connection.await {
+                debug!(error = %describe(err.as_ref()), "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    let open = graceful.count();
+    if open > 0 {
+        info!(
+            open,
+            "stopping: letting open connections finish (up to {}s)",
+            grace.as_secs()
+        );
+    }
+    tokio::select! {
+        () = graceful.shutdown() => info!("stopped"),
+        () = tokio::time::sleep(grace) => warn!("grace period over; closing the streams still open"),
+    }
+}

@@ -1,0 +1,317 @@
+//! The header steps between a client's request and the upstream's: which requests are taken at
+//! all, who may use the proxy, which headers cross, and where the real token goes.
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::{PathAndQuery, Scheme};
+use http::{Method, Request, Uri, Version};
+use subtle::ConstantTimeEq;
+
+use crate::error::{Error, Result};
+use crate::secret::Secret;
+
+/// Where the real token goes in an upstream request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Auth {
+    /// `Authorization: Bearer <token>`: OAuth and setup tokens at api.anthropic.com.
+    Bearer,
+    /// `x-api-key: <token>`: Console API keys.
+    ApiKey,
+    /// `<header>: [<scheme> ]<token>`: an LLM gateway that takes its own credential header.
+    Gateway {
+        header: HeaderName,
+        scheme: Option<String>,
+    },
+}
+
+/// The one upstream every request goes to: scheme, authority and an optional path prefix.
+#[derive(Debug, Clone)]
+pub struct Target {
+    scheme: Scheme,
+    authority: http::uri::Authority,
+    prefix: String,
+}
+
+impl Target {
+    pub fn parse(text: &str) -> Result<Self> {
+        let bad = |why: &str| {
+            Error::usage(format!("target '{text}' {why}"))
+                .with_hint("give a base URL such as https://api.anthropic.com")
+        };
+        let uri: Uri = text.parse().map_err(|_| bad("is not a URL"))?;
+        let scheme = uri.scheme().cloned().ok_or_else(|| bad("has no scheme"))?;
+        if scheme != Scheme::HTTP && scheme != Scheme::HTTPS {
+            return Err(bad("must be http:// or https://"));
+        }
+        let authority = uri.authority().cloned().ok_or_else(|| bad("has no host"))?;
+        if authority.as_str().contains('@') {
+            return Err(bad("must not carry credentials"));
+        }
+        if uri.query().is_some() {
+            return Err(bad("must not have a query"));
+        }
+        let prefix = uri.path().trim_end_matches('/').to_string();
+        Ok(Self {
+            scheme,
+            authority,
+            prefix,
+        })
+    }
+
+    /// The upstream URI for a request's path and query.
+    pub fn uri_for(&self, path_and_query: Option<&PathAndQuery>) -> Uri {
+        let tail = path_and_query.map_or("/", PathAndQuery::as_str);
+        let path = if self.prefix.is_empty() {
+            PathAndQuery::try_from(tail)
+        } else {
+            PathAndQuery::try_from(format!("{}{tail}", self.prefix))
+        }
+        .expect("a valid path with a valid prefix stays valid");
+        Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query(path)
+            .build()
+            .expect("scheme, authority and path make a URI")
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}://{}{}", self.scheme, self.authority, self.prefix)
+    }
+}
+
+/// Why a request is not forwarded at all, before anyone's credentials are looked at.
+pub fn refuse_form<B>(request: &Request<B>) -> Option<&'static str> {
+    if request.method() == Method::CONNECT {
+        return Some("CONNECT is not supported: this proxy forwards to one target only");
+    }
+    // HTTP/2 always carries scheme and authority; in HTTP/1 they mean an absolute-form URI,
+    // i.e. a client treating this as a forward proxy to anywhere.
+    if request.version() < Version::HTTP_2 && request.uri().authority().is_some() {
+        return Some(
+            "absolute-form request URIs are not supported: send requests to this proxy's own address",
+        );
+    }
+    None
+}
+
+/// Whether the request presents the client token, as a bearer token or an `x-api-key`.
+pub fn presents(expected: &Secret, headers: &HeaderMap) -> bool {
+    let expected = expected.expose_secret().as_bytes();
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.as_bytes().strip_prefix(b"Bearer "));
+    let api_key = headers.get("x-api-key").map(HeaderValue::as_bytes);
+    // Both are compared whatever the first one gave, in time independent of the contents.
+    let by_bearer = bearer.is_some_and(|given| bool::from(given.ct_eq(expected)));
+    let by_api_key = api_key.is_some_and(|given| bool::from(given.ct_eq(expected)));
+    by_bearer | by_api_key
+}
+
+/// Headers that describe one connection, not the message (RFC 9110 §7.6.1), and must not be
+/// forwarded; `Host` is the target's, set from the upstream URI.
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// Removes the hop-by-hop headers, including every header the `Connection` header names.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+        headers.remove(name);
+    }
+    headers.remove(header::TRAILER);
+}
+
+/// Replaces whatever credentials the client sent with the real token, placed per `auth`.
+pub fn set_credentials(headers: &mut HeaderMap, auth: &Auth, token: &Secret) -> Result<()> {
+    headers.remove(header::AUTHORIZATION);
+    headers.remove("x-api-key");
+    headers.remove(header::HOST);
+    let (name, value) = match auth {
+        Auth::Bearer => (
+            header::AUTHORIZATION,
+            format!("Bearer {}", token.expose_secret()),
+        ),
+        Auth::ApiKey => (
+            HeaderName::from_static("x-api-key"),
+            token.expose_secret().to_string(),
+        ),
+        Auth::Gateway { header, scheme } => {
+            headers.remove(header);
+            let value = match scheme {
+                Some(scheme) => format!("{scheme} {}", token.expose_secret()),
+                None => token.expose_secret().to_string(),
+            };
+            (header.clone(), value)
+        }
+    };
+    let mut value = HeaderValue::try_from(zeroize::Zeroizing::new(value).as_str())
+        .map_err(|_| Error::failure("the token has characters a header cannot carry"))?;
+    // Keeps the value out of HTTP/2 header compression tables.
+    value.set_sensitive(true);
+    headers.insert(name, value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        pairs
+            .iter()
+            .map(|(k, v)| {
+                (
+                    HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                    HeaderValue::from_str(v).unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn target_keeps_a_path_prefix_and_appends_the_request_path() {
+        let target = Target::parse("https://gw.example.com/anthropic/").unwrap();
+        let pq = PathAndQuery::from_static("/v1/messages?beta=true");
+        assert_eq!(
+            target.uri_for(Some(&pq)).to_string(),
+            "https://gw.example.com/anthropic/v1/messages?beta=true"
+        );
+        let plain = Target::parse("http://127.0.0.1:9000").unwrap();
+        assert_eq!(
+            plain.uri_for(Some(&pq)).to_string(),
+            "http://127.0.0.1:9000/v1/messages?beta=true"
+        );
+        assert_eq!(plain.to_string(), "http://127.0.0.1:9000");
+    }
+
+    #[test]
+    fn targets_that_are_not_plain_base_urls_are_refused() {
+        for bad in [
+            "api.anthropic.com",
+            "ftp://x",
+            "https://user:pw@x.com",
+            "https://x.com/?a=1",
+            "not a url",
+        ] {
+            assert!(Target::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn connect_and_absolute_form_are_refused_but_origin_form_is_not() {
+        let connect = Request::builder()
+            .method("CONNECT")
+            .uri("example.com:443")
+            .body(())
+            .unwrap();
+        assert!(refuse_form(&connect).is_some());
+        let absolute = Request::builder()
+            .uri("http://evil.example/v1/messages")
+            .body(())
+            .unwrap();
+        assert!(refuse_form(&absolute).is_some());
+        let h2 = Request::builder()
+            .version(Version::HTTP_2)
+            .uri("http://127.0.0.1:1/v1/messages")
+            .body(())
+            .unwrap();
+        assert!(refuse_form(&h2).is_none());
+        let origin = Request::builder().uri("/v1/messages").body(()).unwrap();
+        assert!(refuse_form(&origin).is_none());
+    }
+
+    #[test]
+    fn the_client_token_is_accepted_as_bearer_or_api_key_only_when_equal() {
+        let phantom = Secret::new("phantom-123".into());
+        assert!(presents(
+            &phantom,
+            &headers(&[("authorization", "Bearer phantom-123")])
+        ));
+        assert!(presents(
+            &phantom,
+            &headers(&[("x-api-key", "phantom-123")])
+        ));
+        assert!(!presents(
+            &phantom,
+            &headers(&[("authorization", "Bearer phantom-12")])
+        ));
+        assert!(!presents(
+            &phantom,
+            &headers(&[("authorization", "phantom-123")])
+        ));
+        assert!(!presents(
+            &phantom,
+            &headers(&[("x-api-key", "phantom-1234")])
+        ));
+        assert!(!presents(&phantom, &headers(&[])));
+    }
+
+    #[test]
+    fn hop_by_hop_headers_go_and_end_to_end_ones_stay() {
+        let mut h = headers(&[
+            ("connection", "keep-alive, x-private"),
+            ("keep-alive", "timeout=5"),
+            ("x-private", "1"),
+            ("te", "trailers"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "h2c"),
+            ("proxy-authorization", "Basic abc"),
+            ("anthropic-beta", "oauth-2025-04-20"),
+            ("anthropic-version", "2023-06-01"),
+            ("content-type", "application/json"),
+        ]);
+        strip_hop_by_hop(&mut h);
+        let mut left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        left.sort();
+        assert_eq!(
+            left,
+            ["anthropic-beta", "anthropic-version", "content-type"]
+        );
+    }
+
+    #[test]
+    fn client_credentials_are_replaced_in_every_mode() {
+        let token = Secret::new("sk-ant-oat01-PLANTED".into());
+        let client = [
+            ("authorization", "Bearer phantom"),
+            ("x-api-key", "phantom"),
+            ("host", "127.0.0.1:1"),
+        ];
+
+        let mut h = headers(&client);
+        set_credentials(&mut h, &Auth::Bearer, &token).unwrap();
+        assert_eq!(h["authorization"], "Bearer sk-ant-oat01-PLANTED");
+        assert!(h["authorization"].is_sensitive());
+        assert_eq!(h.len(), 1);
+
+        let mut h = headers(&client);
+        set_credentials(&mut h, &Auth::ApiKey, &token).unwrap();
+        assert_eq!(h["x-api-key"], "sk-ant-oat01-PLANTED");
+        assert_eq!(h.len(), 1);
+
+        let mut h = headers(&client);
+        let gateway = Auth::Gateway {
+            header: HeaderName::from_static("cf-aig-authorization"),
+            scheme: Some("Bearer".into()),
+        };
+        set_credentials(&mut h, &gateway, &token).unwrap();
+        assert_eq!(h["cf-aig-authorization"], "Bearer sk-ant-oat01-PLANTED");
+        assert_eq!(h.len(), 1);
+    }
+}

@@ -1,0 +1,162 @@
+//! Where the proxy's real token comes from: a fixed one read at start-up, or a slot kept fresh
+//! through the same lifecycle as every other command (one refresh per lineage, across processes).
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime};
+
+use jiff::Timestamp;
+use tokio::sync::Mutex;
+use tracing::info;
+
+use crate::agent::Agent;
+use crate::error::{Error, Result};
+use crate::paths::Paths;
+use crate::refresh::{self, Outcome, Policy};
+use crate::secret::Secret;
+
+/// How often a slot-backed proxy checks whether another process changed the stored token.
+const LOOK_EVERY: Duration = Duration::from_secs(1);
+/// How long to go on with a token whose refresh failed before trying again.
+const RETRY_RENEW_AFTER: jiff::SignedDuration = jiff::SignedDuration::from_secs(30);
+
+pub enum TokenSource {
+    Fixed(Secret),
+    Slot(Box<SlotTokens>),
+}
+
+impl TokenSource {
+    /// The token to send upstream now.
+    pub async fn current(&self) -> Result<Secret> {
+        match self {
+            Self::Fixed(token) => Ok(token.clone()),
+            Self::Slot(slot) => slot.current().await,
+        }
+    }
+
+    /// Whether `renew` can ever give a different token.
+    pub fn renewable(&self) -> bool {
+        matches!(self, Self::Slot(_))
+    }
+
+    /// A token to use instead of `rejected`, which the upstream refused. Equal to `rejected`
+    /// when no other can be had.
+    pub async fn renew(&self, rejected: &Secret) -> Result<Secret> {
+        match self {
+            Self::Fixed(token) => Ok(token.clone()),
+            Self::Slot(slot) => slot.renew(rejected).await,
+        }
+    }
+}
+
+pub struct SlotTokens {
+    paths: Paths,
+    agent: Agent,
+    selector: Option<String>,
+    policy: Policy,
+    cached: Mutex<Cached>,
+}
+
+struct Cached {
+    token: Secret,
+    /// When the lifecycle wants this token refreshed (its expiry less the margin).
+    renew_at: Option<Timestamp>,
+    /// The catalog as last seen: every stored change of a token rewrites it.
+    stamp: Option<(u64, SystemTime)>,
+    looked: Instant,
+}
+
+impl SlotTokens {
+    /// Opens the slot (`None`: the agent's active one, pinned by name from here on) and makes
+    /// sure its token is usable before the proxy starts.
+    pub async fn open(paths: Paths, agent: Agent, selector: Option<String>) -> Result<Self> {
+        let policy = Policy::from_env()?;
+        let mut slot = Self {
+            paths,
+            agent,
+            selector,
+            policy,
+            cached: Mutex::new(Cached {
+                token: Secret::new(String::new()),
+                renew_at: None,
+                stamp: None,
+                looked: Instant::now(),
+            }),
+        };
+        let (loaded, name) = slot.load(false).await?;
+        slot.selector = Some(name);
+        *slot.cached.get_mut() = loaded;
+        Ok(slot)
+    }
+
+    /// The slot's name.
+    pub fn name(&self) -> &str {
+        self.selector.as_deref().unwrap_or_default()
+    }
+
+    async fn current(&self) -> Result<Secret> {
+        let mut cached = self.cached.lock().await;
+        let expiring = cached.renew_at.is_some_and(|at| Timestamp::now() >= at);
+        let changed = cached.looked.elapsed() >= LOOK_EVERY && {
+            cached.looked = Instant::now();
+            stamp(&self.paths.catalog_file()) != cached.stamp
+        };
+        if expiring || changed {
+            *cached = self.load(false).await?.0;
+            // A refresh that could not happen (provider down, a long-lived token) is not tried
+            // again on every request.
+            if cached.renew_at.is_some_and(|at| Timestamp::now() >= at) {
+                cached.renew_at = Some(Timestamp::now() + RETRY_RENEW_AFTER);
+            }
+        }
+        Ok(cached.token.clone())
+    }
+
+    async fn renew(&self, rejected: &Secret) -> Result<Secret> {
+        let mut cached = self.cached.lock().await;
+        if cached.token != *rejected {
+            // Another request already renewed it.
+            return Ok(cached.token.clone());
+        }
+        // Another process (the daemon, Claude Code) may have refreshed, which retires the
+        // token we sent; then the stored one is the answer and no refresh token is spent.
+        let (stored, _) = self.load(false).await?;
+        *cached = if stored.token != *rejected {
+            stored
+        } else {
+            info!(slot = %self.name(), "upstream refused the token; refreshing");
+            self.load(true).await?.0
+        };
+        Ok(cached.token.clone())
+    }
+
+    async fn load(&self, force: bool) -> Result<(Cached, String)> {
+        let (paths, agent, selector, policy) = (
+            self.paths.clone(),
+            self.agent,
+            self.selector.clone(),
+            self.policy,
+        );
+        let catalog = self.paths.catalog_file();
+        tokio::task::spawn_blocking(move || {
+            let fresh = refresh::ensure_fresh(&paths, agent, selector.as_deref(), force, &policy)?;
+            if fresh.outcome == Outcome::Refreshed {
+                info!(slot = %fresh.slot.name, "refreshed");
+            }
+            let cached = Cached {
+                token: fresh.credential.access_token(),
+                renew_at: fresh.credential.expires_at().map(|at| at - policy.margin),
+                stamp: stamp(&catalog),
+                looked: Instant::now(),
+            };
+            Ok((cached, fresh.slot.name))
+        })
+        .await
+        .map_err(|err| Error::failure(format!("token lookup stopped: {err}")))?
+    }
+}
+
+fn stamp(path: &Path) -> Option<(u64, SystemTime)> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.ino(), meta.modified().ok()?))
+}
