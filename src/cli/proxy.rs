@@ -149,17 +149,11 @@ pub fn run(args: Args, paths: &Paths, format: Format) -> Result<u8> {
         Some(token) => Some(Secret::new(token)),
         None => None,
     };
-    match (&client_token, listen.ip().is_loopback()) {
-        (None, false) => {
-            return Err(Error::usage(format!(
-                "refusing to listen on {listen} without a client token: anyone who can reach it could use the account"
-            ))
-            .with_hint("set TOKENKEEPER_CLIENT_TOKEN to the phantom value your agent sends, or listen on 127.0.0.1"));
-        }
-        (None, true) => warn!(
-            "no client token: any process on this machine can use this proxy (set TOKENKEEPER_CLIENT_TOKEN)"
-        ),
-        (Some(_), _) => {}
+    if client_token.is_none() && !listen.ip().is_loopback() {
+        return Err(Error::usage(format!(
+            "refusing to listen on {listen} without a client token: anyone who can reach it could use the account"
+        ))
+        .with_hint("set TOKENKEEPER_CLIENT_TOKEN to the phantom value your agent sends, or listen on 127.0.0.1"));
     }
     // Stdin is read before anything else, so a writer waiting on it is released at once.
     let fixed = match &args.slot {
@@ -183,6 +177,9 @@ pub fn run(args: Args, paths: &Paths, format: Format) -> Result<u8> {
             .await
             .map_err(|err| Error::failure(format!("cannot listen on {listen}: {err}")))?;
         let bound = listener.local_addr().unwrap_or(listen);
+        if !proxy.checks_clients() {
+            warn!("no client token: any process on this machine can use this proxy (set TOKENKEEPER_CLIENT_TOKEN)");
+        }
         info!(
             "listening on http://{bound}, forwarding to {}",
             proxy.target()

@@ -256,6 +256,11 @@ impl Proxy {
         }
     }
 
+    /// Whether clients must present a client token.
+    pub fn checks_clients(&self) -> bool {
+        self.settings.client_token.is_some()
+    }
+
     /// The target, for start-up messages.
     pub fn target(&self) -> &Target {
         &self.settings.target

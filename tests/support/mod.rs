@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod provider;
+pub mod server;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -198,7 +199,7 @@ fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, (Vec<u8>, u32)>) {
 }
 
 pub struct Run<'a> {
-    env: &'a Env,
+    pub(crate) env: &'a Env,
     args: Vec<String>,
     stdin: Option<Vec<u8>>,
     extra: Vec<(String, String)>,
@@ -222,7 +223,7 @@ impl<'a> Run<'a> {
         self
     }
 
-    fn command(&self) -> Command {
+    pub(crate) fn command(&self) -> Command {
         let mut cmd = Command::new(BIN);
         cmd.args(&self.args)
             .env_clear()

@@ -4,23 +4,33 @@
 //! - replaying a spent refresh token answers `invalid_grant` and revokes the whole family;
 //! - expired or revoked access tokens get 401 `authentication_error`;
 //! - it counts the refresh calls it received and served, and can be told to fail
-//!   (status code, slowness, dropped connection) for the next N requests.
+//!   (status code, slowness, dropped connection) for the next N requests;
+//! - `POST /v1/messages` answers JSON, or SSE events with `"stream": true`, which the test can
+//!   hold back and release one by one; it remembers the headers of the last request;
+//! - `POST /test/upload` and `GET /test/download?bytes=N` move large bodies, counting bytes;
+//! - `start_tls` serves HTTPS (HTTP/2 by ALPN) with a certificate from a fresh test CA.
 //!
 //! Run it alone with `cargo run --example fake_provider`.
 
 #![allow(dead_code)]
 
 use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Json;
 use axum::Router;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::body::{Body, Bytes};
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, Version};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use futures_util::StreamExt;
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
 
 pub const CLIENT_ID: &str = "9d1c250a-e61b-44d9-88ed-5944d1962f5e";
 pub const OAUTH_BETA: &str = "oauth-2025-04-20";
@@ -75,6 +85,13 @@ struct Inner {
     usage_peak: usize,
     /// Added to every profile and usage answer, like a distant server.
     latency: Duration,
+    /// Headers and HTTP version of the last `/v1/messages` request.
+    last_messages: Option<(HeaderMap, Version)>,
+    messages_calls: usize,
+    /// When set, SSE events after the first wait for a permit each.
+    held: Option<Arc<Semaphore>>,
+    /// Bytes `/test/download` has produced so far (a slow reader holds this back).
+    downloaded: Arc<AtomicU64>,
 }
 
 #[derive(Clone)]
@@ -99,7 +116,11 @@ fn now_ms() -> i64 {
 impl FakeProvider {
     /// Starts a provider on a free loopback port, serving from a background thread.
     pub fn start() -> Self {
-        let inner = Arc::new(Mutex::new(Inner {
+        Self::serve(Self::fresh_state(), None)
+    }
+
+    fn fresh_state() -> Arc<Mutex<Inner>> {
+        Arc::new(Mutex::new(Inner {
             families: Vec::new(),
             refresh_family: HashMap::new(),
             access: HashMap::new(),
@@ -112,6 +133,10 @@ impl FakeProvider {
             usage_in_flight: 0,
             usage_peak: 0,
             latency: Duration::ZERO,
+            last_messages: None,
+            messages_calls: 0,
+            held: None,
+            downloaded: Arc::new(AtomicU64::new(0)),
             // Reset times ahead of now, in both of the provider's spellings.
             usage: json!({
                 "five_hour": {"utilization": 24.0, "resets_at": rfc3339_in(2 * 3600)},
@@ -120,15 +145,31 @@ impl FakeProvider {
                 "seven_day_opus": null,
                 "extra_usage": {"is_enabled": false}
             }),
-        }));
+        }))
+    }
+
+    /// Starts a provider serving HTTPS at `https://localhost:PORT`, its certificate issued by a
+    /// new CA whose PEM is written to `dir/ca.pem` (returned).
+    pub fn start_tls(dir: &Path) -> (Self, PathBuf) {
+        let (acceptor, ca) = test_ca(dir);
+        (Self::serve(Self::fresh_state(), Some(acceptor)), ca)
+    }
+
+    fn serve(inner: Arc<Mutex<Inner>>, tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
+        let addr = listener.local_addr().unwrap();
+        let url = match tls {
+            Some(_) => format!("https://localhost:{}", addr.port()),
+            None => format!("http://{addr}"),
+        };
         let app = Router::new()
             .route("/v1/oauth/token", post(token))
             .route("/api/oauth/profile", get(profile))
             .route("/api/oauth/usage", get(usage))
             .route("/v1/messages", post(messages))
+            .route("/test/upload", post(upload))
+            .route("/test/download", get(download))
             .with_state(inner.clone());
         std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -138,7 +179,12 @@ impl FakeProvider {
                 .unwrap();
             runtime.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                axum::serve(listener, app).await.unwrap();
+                match tls {
+                    None => axum::serve(listener, app).await.unwrap(),
+                    Some(acceptor) => axum::serve(TlsListener { listener, acceptor }, app)
+                        .await
+                        .unwrap(),
+                }
             });
         });
         Self { url, inner }
@@ -272,6 +318,43 @@ impl FakeProvider {
 
     pub fn set_latency(&self, latency: Duration) {
         self.inner.lock().unwrap().latency = latency;
+    }
+
+    /// Headers of the last `/v1/messages` request (names lower-case), and its HTTP version.
+    pub fn last_messages_request(&self) -> Option<(Vec<(String, String)>, Version)> {
+        let inner = self.inner.lock().unwrap();
+        let (headers, version) = inner.last_messages.as_ref()?;
+        let pairs = headers
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    v.to_str().unwrap_or("<binary>").to_string(),
+                )
+            })
+            .collect();
+        Some((pairs, *version))
+    }
+
+    pub fn messages_calls(&self) -> usize {
+        self.inner.lock().unwrap().messages_calls
+    }
+
+    /// From now on, SSE answers send their first event at once and each later one only when
+    /// `release_events` allows it.
+    pub fn hold_events(&self) {
+        self.inner.lock().unwrap().held = Some(Arc::new(Semaphore::new(0)));
+    }
+
+    pub fn release_events(&self, n: usize) {
+        if let Some(held) = &self.inner.lock().unwrap().held {
+            held.add_permits(n);
+        }
+    }
+
+    /// Bytes `/test/download` has produced so far.
+    pub fn downloaded(&self) -> u64 {
+        self.inner.lock().unwrap().downloaded.load(Ordering::SeqCst)
     }
 
     /// Makes an access token unusable (401) while its family and refresh token stay alive.
@@ -455,13 +538,76 @@ async fn usage(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap) -> Re
     }
 }
 
-/// `POST /v1/messages`: a short canned answer for a valid access token, 401 otherwise.
-async fn messages(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap) -> Response {
+/// The SSE events of one streamed answer, as the Messages API sends them.
+pub const SSE_EVENTS: [(&str, &str); 7] = [
+    (
+        "message_start",
+        r#"{"type":"message_start","message":{"id":"msg_fake","type":"message","role":"assistant","model":"claude-fake","content":[],"stop_reason":null,"usage":{"input_tokens":1,"output_tokens":1}}}"#,
+    ),
+    (
+        "content_block_start",
+        r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#,
+    ),
+    (
+        "content_block_delta",
+        r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"hello"}}"#,
+    ),
+    (
+        "content_block_delta",
+        r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":" from the fake provider"}}"#,
+    ),
+    (
+        "content_block_stop",
+        r#"{"type":"content_block_stop","index":0}"#,
+    ),
+    (
+        "message_delta",
+        r#"{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":5}}"#,
+    ),
+    ("message_stop", r#"{"type":"message_stop"}"#),
+];
+
+fn sse_answer(held: Option<Arc<Semaphore>>) -> Response {
+    let events = futures_util::stream::unfold(0usize, move |i| {
+        let held = held.clone();
+        async move {
+            let (name, data) = SSE_EVENTS.get(i)?;
+            if i > 0
+                && let Some(held) = held
+            {
+                held.acquire().await.unwrap().forget();
+            }
+            let text = format!("event: {name}\ndata: {data}\n\n");
+            Some((Ok::<_, std::io::Error>(Bytes::from(text)), i + 1))
+        }
+    });
+    Response::builder()
+        .header("content-type", "text/event-stream")
+        .header("cache-control", "no-cache")
+        .body(Body::from_stream(events))
+        .unwrap()
+}
+
+/// `POST /v1/messages`: a short canned answer for a valid access token (SSE events when the
+/// request asks to stream), 401 otherwise.
+async fn messages(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    version: Version,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    {
+        let mut inner = inner.lock().unwrap();
+        inner.messages_calls += 1;
+        inner.last_messages = Some((headers.clone(), version));
+    }
     if let Some(response) = injected(&inner).await {
         return response;
     }
     let inner = inner.lock().unwrap();
+    let stream = serde_json::from_slice::<Value>(&body).is_ok_and(|v| v["stream"] == true);
     match inner.authorize(&headers) {
+        Ok(_) if stream => sse_answer(inner.held.clone()),
         Ok(_) => Json(json!({
             "id": "msg_fake",
             "type": "message",
@@ -473,5 +619,124 @@ async fn messages(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap) ->
         }))
         .into_response(),
         Err(why) => auth_error(why),
+    }
+}
+
+/// `POST /test/upload`: reads the whole body as it streams in; answers its length and SHA-256.
+async fn upload(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    if let Err(why) = inner.lock().unwrap().authorize(&headers) {
+        return auth_error(why);
+    }
+    let mut stream = body.into_data_stream();
+    let (mut bytes, mut hash) = (0u64, Sha256::new());
+    while let Some(chunk) = stream.next().await {
+        let Ok(chunk) = chunk else {
+            return StatusCode::BAD_REQUEST.into_response();
+        };
+        bytes += chunk.len() as u64;
+        hash.update(&chunk);
+    }
+    let sha256: String = hash.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    Json(json!({"bytes": bytes, "sha256": sha256})).into_response()
+}
+
+/// The byte at `offset` of every download: a pattern a reader can check without a copy.
+pub fn download_byte(offset: u64) -> u8 {
+    (offset % 251) as u8
+}
+
+/// `GET /test/download?bytes=N`: streams N pattern bytes in 64 KiB chunks, produced only as
+/// fast as they are taken.
+async fn download(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, u64>>,
+) -> Response {
+    let counter = {
+        let inner = inner.lock().unwrap();
+        if let Err(why) = inner.authorize(&headers) {
+            return auth_error(why);
+        }
+        inner.downloaded.clone()
+    };
+    let total = query.get("bytes").copied().unwrap_or(0);
+    let chunks = futures_util::stream::unfold(0u64, move |offset| {
+        let counter = counter.clone();
+        async move {
+            if offset >= total {
+                return None;
+            }
+            let len = (total - offset).min(64 << 10);
+            let chunk: Vec<u8> = (offset..offset + len).map(download_byte).collect();
+            counter.fetch_add(len, Ordering::SeqCst);
+            Some((Ok::<_, std::io::Error>(Bytes::from(chunk)), offset + len))
+        }
+    });
+    Response::builder()
+        .header("content-type", "application/octet-stream")
+        .header("content-length", total)
+        .body(Body::from_stream(chunks))
+        .unwrap()
+}
+
+/// A fresh CA (written to `dir/ca.pem`) and a server certificate it issued for localhost and
+/// 127.0.0.1, offering HTTP/2 and HTTP/1.1 by ALPN.
+fn test_ca(dir: &Path) -> (tokio_rustls::TlsAcceptor, PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "tokenkeeper test CA");
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&leaf_key, &issuer)
+        .unwrap();
+    let ca_path = dir.join("ca.pem");
+    std::fs::write(&ca_path, ca_cert.pem()).unwrap();
+
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let key = rustls_pki_types::PrivateKeyDer::try_from(leaf_key.serialize_der()).unwrap();
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![leaf.der().clone()], key)
+        .unwrap();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    (tokio_rustls::TlsAcceptor::from(Arc::new(config)), ca_path)
+}
+
+/// A TCP listener that hands axum TLS streams; failed handshakes are skipped.
+struct TlsListener {
+    listener: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let Ok((stream, addr)) = self.listener.accept().await else {
+                continue;
+            };
+            if let Ok(tls) = self.acceptor.accept(stream).await {
+                return (tls, addr);
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.listener.local_addr()
     }
 }

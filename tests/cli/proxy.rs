@@ -1,0 +1,750 @@
+//! The proxy: real HTTP on loopback between a client, `tokenkeeper proxy` and the fake provider.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::support::provider::{Failure, FakeProvider, SSE_EVENTS, download_byte};
+use crate::support::server::{Server, block_on, http, metric};
+use crate::support::*;
+
+const PHANTOM: &str = "phantom-client-token";
+
+/// A proxy fed `token` on stdin, forwarding to `target`, admitting clients with `PHANTOM`.
+fn stdin_proxy(env: &Env, token: &str, target: &str, extra: &[&str]) -> Server {
+    let mut args = vec!["proxy", "--listen", "127.0.0.1:0", "--format", "json"];
+    args.extend_from_slice(extra);
+    env.cmd(&args)
+        .env("TARGET", target)
+        .env("TOKENKEEPER_CLIENT_TOKEN", PHANTOM)
+        .stdin(format!("{token}\n"))
+        .serve()
+}
+
+/// A proxy serving slot `slot`, admitting clients with `PHANTOM`.
+fn slot_proxy(env: &Env, provider: &FakeProvider, slot: &str, extra: &[&str]) -> Server {
+    let mut args = vec![
+        "proxy",
+        "--slot",
+        slot,
+        "--listen",
+        "127.0.0.1:0",
+        "--format",
+        "json",
+    ];
+    args.extend_from_slice(extra);
+    env.cmd(&args)
+        .env("TARGET", &provider.url)
+        .env("TOKENKEEPER_CLIENT_TOKEN", PHANTOM)
+        .serve()
+}
+
+/// POSTs a small Messages request with the phantom token; (status, headers, body).
+fn post_message(proxy: &Server, body: Value) -> (u16, reqwest::header::HeaderMap, String) {
+    block_on(async {
+        let response = http()
+            .post(proxy.url("/v1/messages?beta=true"))
+            .bearer_auth(PHANTOM)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        (status, headers, response.text().await.unwrap())
+    })
+}
+
+fn get_text(url: &str) -> (u16, String) {
+    block_on(async {
+        let response = http().get(url).send().await.unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    })
+}
+
+fn header_of<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+#[test]
+fn the_phantom_token_is_swapped_for_the_real_one_and_end_to_end_headers_pass_unchanged() {
+    let provider = FakeProvider::start();
+    let login = provider.issue("me@example.com");
+    let env = Env::new();
+    let proxy = stdin_proxy(&env, &login.access, &provider.url, &[]);
+
+    let (status, body) = get_text(&proxy.url("/health"));
+    assert_eq!(status, 200);
+    assert!(body.starts_with("agent-loop-proxy ok"), "{body}");
+
+    let response = block_on(async {
+        http()
+            .post(proxy.url("/v1/messages?beta=true"))
+            .header("authorization", format!("Bearer {PHANTOM}"))
+            .header("x-api-key", PHANTOM)
+            .header(
+                "anthropic-beta",
+                "oauth-2025-04-20,interleaved-thinking-2025-05-14",
+            )
+            .header("anthropic-version", "2023-06-01")
+            .header("x-stainless-lang", "js")
+            .header("connection", "keep-alive, x-private")
+            .header("x-private", "for the first hop only")
+            .header("content-type", "application/json")
+            .body(r#"{"model":"claude-fake","messages":[]}"#)
+            .send()
+            .await
+            .unwrap()
+    });
+    assert_eq!(response.status(), 200);
+    let body: Value = block_on(response.json()).unwrap();
+    assert_eq!(body["content"][0]["text"], "hello from the fake provider");
+
+    let (headers, _) = provider.last_messages_request().unwrap();
+    assert_eq!(
+        header_of(&headers, "authorization"),
+        Some(format!("Bearer {}", login.access).as_str())
+    );
+    assert_eq!(
+        header_of(&headers, "x-api-key"),
+        None,
+        "client credentials are removed"
+    );
+    assert_eq!(
+        header_of(&headers, "anthropic-beta"),
+        Some("oauth-2025-04-20,interleaved-thinking-2025-05-14")
+    );
+    assert_eq!(header_of(&headers, "anthropic-version"), Some("2023-06-01"));
+    assert_eq!(header_of(&headers, "x-stainless-lang"), Some("js"));
+    assert_eq!(
+        header_of(&headers, "x-private"),
+        None,
+        "named in Connection"
+    );
+    let upstream_host = provider.url.trim_start_matches("http://");
+    assert_eq!(header_of(&headers, "host"), Some(upstream_host));
+
+    // curl as the client, too.
+    let out = Command::new("curl")
+        .args(["-sS", "--noproxy", "*", "-X", "POST", "-H"])
+        .arg(format!("x-api-key: {PHANTOM}"))
+        .args(["-d", "{}", &proxy.url("/v1/messages")])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("hello from the fake provider"));
+
+    let log = proxy.log();
+    assert!(log.contains("POST /v1/messages 200"), "{log}");
+    assert!(log.contains("GET /health 200"), "{log}");
+    assert!(!log.contains("beta=true"), "queries are not logged: {log}");
+    assert!(!log.contains(&login.access), "{log}");
+    assert!(!log.contains(PHANTOM), "{log}");
+}
+
+#[test]
+fn clients_without_the_client_token_get_an_anthropic_shaped_401_and_reach_nothing() {
+    let provider = FakeProvider::start();
+    let login = provider.issue("me@example.com");
+    let env = Env::new();
+    let proxy = stdin_proxy(&env, &login.access, &provider.url, &[]);
+    let attempts: [&[(&str, &str)]; 4] = [
+        &[],
+        &[("authorization", "Bearer phantom-client-toke")],
+        &[("x-api-key", "phantom-client-token-and-more")],
+        &[("authorization", "phantom-client-token")],
+    ];
+    for headers in attempts {
+        let (status, response_headers, body) = block_on(async {
+            let mut request = http().post(proxy.url("/v1/messages")).body("{}");
+            for (k, v) in headers {
+                request = request.header(*k, *v);
+            }
+            let response = request.send().await.unwrap();
+            (
+                response.status().as_u16(),
+                response.headers().clone(),
+                response.text().await.unwrap(),
+            )
+        });
+        assert_eq!(status, 401, "{headers:?}");
+        assert_eq!(response_headers["x-tokenkeeper-error"], "client-token");
+        let body: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(body["type"], "error");
+        assert_eq!(body["error"]["type"], "authentication_error");
+        assert!(!body.to_string().contains(&login.access));
+    }
+    assert_eq!(provider.messages_calls(), 0, "nothing reached the upstream");
+}
+
+#[test]
+fn without_a_client_token_it_listens_on_loopback_only_and_says_why() {
+    let env = Env::new();
+    let out = env
+        .cmd(&["proxy", "--listen", "0.0.0.0:0"])
+        .stdin(format!("{}\n", access("x")))
+        .fails(2);
+    out.stderr_has("refusing to listen on 0.0.0.0:0 without a client token")
+        .stderr_has("hint: set TOKENKEEPER_CLIENT_TOKEN");
+
+    let provider = FakeProvider::start();
+    let login = provider.issue("me@example.com");
+    let proxy = env
+        .cmd(&["proxy", "--listen", "127.0.0.1:0", "--format", "json"])
+        .env("TARGET", &provider.url)
+        .stdin(format!("{}\n", login.access))
+        .serve();
+    assert!(
+        proxy
+            .log()
+            .contains("any process on this machine can use this proxy")
+    );
+    let (status, _) = get_text(&proxy.url("/health"));
+    assert_eq!(status, 200);
+    let (status, _, _) = post_message(&proxy, json!({}));
+    assert_eq!(
+        status, 200,
+        "loopback clients need no token when none is set"
+    );
+}
+
+#[test]
+fn api_key_and_gateway_modes_put_the_token_where_asked() {
+    let provider = FakeProvider::start();
+    let env = Env::new();
+    let token = access("api");
+
+    let proxy = stdin_proxy(&env, &token, &provider.url, &["--auth", "api-key"]);
+    post_message(&proxy, json!({}));
+    let (headers, _) = provider.last_messages_request().unwrap();
+    assert_eq!(header_of(&headers, "x-api-key"), Some(token.as_str()));
+    assert_eq!(header_of(&headers, "authorization"), None);
+    drop(proxy);
+
+    let gateway = [
+        "--auth",
+        "gateway",
+        "--auth-header",
+        "cf-aig-authorization",
+        "--auth-scheme",
+        "Bearer",
+    ];
+    let proxy = stdin_proxy(&env, &token, &provider.url, &gateway);
+    post_message(&proxy, json!({}));
+    let (headers, _) = provider.last_messages_request().unwrap();
+    let want = format!("Bearer {token}");
+    assert_eq!(
+        header_of(&headers, "cf-aig-authorization"),
+        Some(want.as_str())
+    );
+    assert_eq!(header_of(&headers, "authorization"), None);
+    assert_eq!(header_of(&headers, "x-api-key"), None);
+    drop(proxy);
+
+    env.cmd(&["proxy", "--auth", "gateway"])
+        .stdin(format!("{token}\n"))
+        .run()
+        .code(2)
+        .stderr_has("--auth-header");
+}
+
+#[test]
+fn forward_proxy_requests_are_refused() {
+    let provider = FakeProvider::start();
+    let login = provider.issue("me@example.com");
+    let env = Env::new();
+    let proxy = stdin_proxy(&env, &login.access, &provider.url, &[]);
+    // Absolute-form URI, as a client configured with this as its HTTP proxy sends.
+    let absolute = Command::new("curl")
+        .args(["-sS", "-i", "-x", &proxy.url(""), "-H"])
+        .arg(format!("x-api-key: {PHANTOM}"))
+        .arg("http://example.invalid/v1/messages")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&absolute.stdout);
+    assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+    assert!(
+        text.contains("x-tokenkeeper-error: refused-request-form"),
+        "{text}"
+    );
+    assert!(text.contains("invalid_request_error"), "{text}");
+
+    // CONNECT, as for an https:// URL through an HTTP proxy.
+    let mut stream = TcpStream::connect(&proxy.addr).unwrap();
+    write!(
+        stream,
+        "CONNECT example.invalid:443 HTTP/1.1\r\nHost: example.invalid:443\r\nx-api-key: {PHANTOM}\r\n\r\n"
+    )
+    .unwrap();
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 400");
+    assert_eq!(provider.messages_calls(), 0);
+}
+
+#[test]
+fn each_sse_event_reaches_the_client_when_the_upstream_sends_it() {
+    let provider = FakeProvider::start();
+    let login = provider.issue("me@example.com");
+    provider.hold_events();
+    let env = Env::new();
+    let proxy = stdin_proxy(&env, &login.access, &provider.url, &[]);
+    let metrics_url = proxy.url("/metrics");
+
+    block_on(async {
+        let response = http()
+            .post(proxy.url("/v1/messages?beta=true"))
+            .bearer_auth(PHANTOM)
+            .body(r#"{"stream":true}"#)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["content-type"], "text/event-stream");
+        let mut stream = response.bytes_stream();
+        let mut received = String::new();
+        // Reads until `event` has arrived; fails if the stream ends or 10 s pass first.
+        async fn until(
+            stream: &mut (impl futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin),
+            received: &mut String,
+            event: &str,
+        ) {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            while !received.contains(event) {
+                let chunk = tokio::time::timeout_at(deadline, stream.next())
+                    .await
+                    .unwrap_or_else(|_| panic!("{event} did not arrive; got {received:?}"))
+                    .unwrap_or_else(|| panic!("stream ended before {event}; got {received:?}"))
+                    .unwrap();
+                received.push_str(std::str::from_utf8(&chunk).unwrap());
+            }
+        }
+
+        // The first event arrives while the upstream still holds the rest back.
+        until(&mut stream, &mut received, "event: message_start").await;
+        assert!(!received.contains("content_block_start"), "{received}");
+        let metrics = http()
+            .get(&metrics_url)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert_eq!(
+            metric(&metrics, "tokenkeeper_proxy_open_streams"),
+            Some(1.0),
+            "{metrics}"
+        );
+
+        // Each released event arrives on its own, before the stream ends.
+        provider.release_events(1);
+        until(&mut stream, &mut received, "event: content_block_start").await;
+        assert!(!received.contains("content_block_delta"), "{received}");
+        provider.release_events(1);
+        until(&mut stream, &mut received, r#""text":"hello""#).await;
+        assert!(!received.contains("from the fake provider"), "{received}");
+
+        provider.release_events(SSE_EVENTS.len());
+        until(&mut stream, &mut received, "event: message_stop").await;
+        assert!(
+            stream.next().await.is_none(),
+            "the stream ends after message_stop"
+        );
+        let expected: String = SSE_EVENTS
+            .iter()
+            .map(|(name, data)| format!("event: {name}\ndata: {data}\n\n"))
+            .collect();
+        assert_eq!(received, expected, "every byte, in order");
+    });
+    let (_, metrics) = get_text(&metrics_url);
+    assert_eq!(
+        metric(&metrics, "tokenkeeper_proxy_open_streams"),
+        Some(0.0)
+    );
+}
+
+/// 50 MiB of a repeating, position-dependent pattern, in 1 MiB chunks.
+fn upload_chunks(total: usize) -> Vec<Vec<u8>> {
+    (0..total)
+        .step_by(1 << 20)
+        .map(|start| {
+            (start..(start + (1 << 20)).min(total))
+                .map(|i| (i * 7 % 256) as u8)
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn fifty_mebibytes_stream_up_and_down_without_being_buffered() {
+    const SIZE: usize = 50 << 20;
+    let provider = FakeProvider::start();
+    let login = provider.issue("me@example.com");
+    let env = Env::new();
+    let proxy = stdin_proxy(&env, &login.access, &provider.url, &[]);
+
+    let chunks = upload_chunks(SIZE);
+    let mut hash = Sha256::new();
+    chunks.iter().for_each(|c| hash.update(c));
+    let want_sha: String = hash.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    let answer: Value = block_on(async {
+        let stream = futures_util::stream::iter(
+            chunks
+                .into_iter()
+                .map(|c| Ok::<_, std::io::Error>(bytes::Bytes::from(c))),
+        );
+        http()
+            .post(proxy.url("/test/upload"))
+            .bearer_auth(PHANTOM)
+            .body(reqwest::Body::wrap_stream(stream))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    });
+    assert_eq!(answer["bytes"], SIZE as u64);
+    assert_eq!(answer["sha256"], want_sha.as_str());
+
+    let (count, mismatches) = block_on(async {
+        let response = http()
+            .get(proxy.url(&format!("/test/download?bytes={SIZE}")))
+            .bearer_auth(PHANTOM)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let mut stream = response.bytes_stream();
+        let (mut count, mut mismatches) = (0u64, 0u64);
+        while let Some(chunk) = stream.next().await {
+            for byte in chunk.unwrap() {
+                mismatches += u64::from(byte != download_byte(count));
+                count += 1;
+            }
+        }
+        (count, mismatches)
+    });
+    assert_eq!(count, SIZE as u64);
+    assert_eq!(mismatches, 0);
+    // Passing 100 MiB through must not have held any large part of it in memory.
+    let peak = proxy.peak_rss_kib();
+    assert!(peak < 40 * 1024, "peak RSS {peak} KiB");
+}
+
+#[test]
+fn a_slow_client_holds_back_the_upstream_and_stalls_no_one_else() {
+    const SIZE: u64 = 200 << 20;
+    let provider = FakeProvider::start();
+    let login = provider.issue("me@example.com");
+    let env = Env::new();
+    let proxy = stdin_proxy(&env, &login.access, &provider.url, &[]);
+
+    // A client that asks for 200 MiB and reads only the first bytes.
+    let mut slow = TcpStream::connect(&proxy.addr).unwrap();
+    write!(
+        slow,
+        "GET /test/download?bytes={SIZE} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {PHANTOM}\r\n\r\n"
+    )
+    .unwrap();
+    let mut head = [0u8; 12];
+    slow.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+
+    // The upstream stops producing once the buffers between it and the client are full.
+    let mut last = 0;
+    wait_until(30, "the download to stall", || {
+        std::thread::sleep(Duration::from_millis(300));
+        let now = provider.downloaded();
+        let stalled = now == last && now > 0;
+        last = now;
+        stalled
+    });
+    assert!(
+        last < SIZE / 4,
+        "{last} bytes produced for a client that reads none"
+    );
+
+    // Others are served meanwhile.
+    let (status, _, body) = post_message(&proxy, json!({}));
+    assert_eq!(status, 200);
+    assert!(body.contains("hello from the fake provider"));
+
+    // And the slow client still gets every byte when it reads on.
+    slow.set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut rest = Vec::new();
+    let mut reader = std::io::BufReader::new(slow);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
+        if line == "\r\n" {
+            break;
+        }
+    }
+    reader.take(SIZE).read_to_end(&mut rest).unwrap();
+    assert_eq!(rest.len() as u64, SIZE);
+    assert!(
+        rest.iter()
+            .enumerate()
+            .all(|(i, b)| *b == download_byte(i as u64))
+    );
+}
+
+#[test]
+fn upstream_errors_pass_through_and_an_unreachable_upstream_gets_a_marked_502() {
+    let provider = FakeProvider::start();
+    let login = provider.issue("me@example.com");
+    let env = Env::new();
+    let proxy = stdin_proxy(&env, &login.access, &provider.url, &[]);
+    provider.fail_next(1, Failure::Status(529));
+    let (status, headers, body) = post_message(&proxy, json!({}));
+    assert_eq!(status, 529);
+    assert!(body.contains("injected failure"), "{body}");
+    assert!(
+        headers.get("x-tokenkeeper-error").is_none(),
+        "the upstream's own answer"
+    );
+    drop(proxy);
+
+    let proxy = stdin_proxy(&env, &login.access, "http://127.0.0.1:9", &[]);
+    let (status, headers, body) = post_message(&proxy, json!({}));
+    assert_eq!(status, 502);
+    assert_eq!(headers["x-tokenkeeper-error"], "upstream-unreachable");
+    assert_eq!(headers["content-type"], "application/json");
+    let error: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(error["type"], "error");
+    let message = error["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("cannot reach http://127.0.0.1:9"),
+        "{message}"
+    );
+    assert!(!body.contains(&login.access));
+    let (_, metrics) = get_text(&proxy.url("/metrics"));
+    assert_eq!(
+        metric(&metrics, "tokenkeeper_proxy_upstream_errors_total"),
+        Some(1.0)
+    );
+    let (code, log) = proxy.stop("TERM");
+    assert_eq!(code, Some(0));
+    assert!(log.contains("cannot reach"), "{log}");
+    assert!(!log.contains(&login.access), "{log}");
+}
+
+#[test]
+fn a_slot_proxy_refreshes_once_on_a_401_and_resends_the_request() {
+    let provider = FakeProvider::start();
+    let env = Env::with_provider(&provider);
+    let login = provider.issue("me@example.com");
+    env.add_login("work", &login);
+    let proxy = slot_proxy(&env, &provider, "work", &["-vvv"]);
+
+    // The provider stops taking the token early (as after a revocation of that access token).
+    provider.kill_access(&login.access);
+    let (status, _, body) = post_message(&proxy, json!({"model": "claude-fake"}));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(provider.refreshes_served(), 1);
+    assert_eq!(provider.messages_calls(), 2, "refused once, then resent");
+    let renewed = env.access_token_of("work");
+    assert_ne!(renewed, login.access, "the new token is stored in the slot");
+    let (headers, _) = provider.last_messages_request().unwrap();
+    assert_eq!(
+        header_of(&headers, "authorization"),
+        Some(format!("Bearer {renewed}").as_str())
+    );
+
+    // The next request uses the renewed token at once.
+    let (status, _, _) = post_message(&proxy, json!({}));
+    assert_eq!(status, 200);
+    assert_eq!(provider.refreshes_served(), 1);
+    assert_eq!(provider.messages_calls(), 3);
+    let (_, metrics) = get_text(&proxy.url("/metrics"));
+    assert_eq!(
+        metric(
+            &metrics,
+            "tokenkeeper_proxy_token_refreshes_total{outcome=\"refreshed\"}"
+        ),
+        Some(1.0)
+    );
+    let (code, log) = proxy.stop("TERM");
+    assert_eq!(code, Some(0));
+    let refresh = env.refresh_token_of("work");
+    for secret in [&login.access, &login.refresh, &renewed, &refresh] {
+        assert!(
+            !log.contains(secret.as_str()),
+            "a token in the trace log:\n{log}"
+        );
+    }
+}
+
+#[test]
+fn a_slot_proxy_takes_up_a_refresh_another_process_made_without_spending_another() {
+    let provider = FakeProvider::start();
+    let env = Env::with_provider(&provider);
+    let login = provider.issue("me@example.com");
+    env.add_login("work", &login);
+    let proxy = slot_proxy(&env, &provider, "work", &[]);
+    let (status, _, _) = post_message(&proxy, json!({}));
+    assert_eq!(status, 200);
+
+    // The daemon (here: the CLI) refreshes; the proxy's token dies with the rotation.
+    env.cmd(&["refresh", "work", "--force"]).ok();
+    assert_eq!(provider.refreshes_served(), 1);
+    let (status, _, body) = post_message(&proxy, json!({}));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        provider.refreshes_served(),
+        1,
+        "the stored token was used, no new refresh"
+    );
+    assert!(provider.is_current(&env.refresh_token_of("work")));
+}
+
+#[test]
+fn a_slot_that_needs_a_new_login_is_refused_at_start() {
+    let provider = FakeProvider::start();
+    let env = Env::with_provider(&provider);
+    let login = provider.issue_expired("me@example.com");
+    env.add_login("work", &login);
+    provider.revoke(&login.refresh);
+    env.cmd(&["proxy", "--slot", "work", "--listen", "127.0.0.1:0"])
+        .env("TARGET", &provider.url)
+        .run()
+        .code(1)
+        .stderr_has("slot 'work' needs a new login")
+        .stderr_has("log in again")
+        .hides(&login.refresh);
+}
+
+#[test]
+fn tls_upstreams_are_verified_against_the_system_roots_and_the_given_ca_and_speak_http2() {
+    let dir = tempfile::tempdir().unwrap();
+    let (provider, ca) = FakeProvider::start_tls(dir.path());
+    let login = provider.issue("me@example.com");
+    let env = Env::new();
+    let ca = ca.to_str().unwrap();
+
+    let proxy = stdin_proxy(&env, &login.access, &provider.url, &["--ca-cert", ca]);
+    let (status, _, body) = post_message(&proxy, json!({}));
+    assert_eq!(status, 200, "{body}");
+    let (_, version) = provider.last_messages_request().unwrap();
+    assert_eq!(
+        version,
+        axum::http::Version::HTTP_2,
+        "HTTP/2 negotiated by ALPN"
+    );
+    drop(proxy);
+
+    // SSL_CERT_FILE works as with OpenSSL.
+    let proxy = env
+        .cmd(&["proxy", "--listen", "127.0.0.1:0", "--format", "json"])
+        .env("TARGET", &provider.url)
+        .env("TOKENKEEPER_CLIENT_TOKEN", PHANTOM)
+        .env("SSL_CERT_FILE", ca)
+        .stdin(format!("{}\n", login.access))
+        .serve();
+    let (status, _, _) = post_message(&proxy, json!({}));
+    assert_eq!(status, 200);
+    drop(proxy);
+
+    // Without the CA the certificate is not trusted.
+    let proxy = stdin_proxy(&env, &login.access, &provider.url, &[]);
+    let (status, headers, body) = post_message(&proxy, json!({}));
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(headers["x-tokenkeeper-error"], "upstream-unreachable");
+    assert!(body.to_lowercase().contains("certificate"), "{body}");
+
+    env.cmd(&["proxy", "--ca-cert", "/nonexistent/ca.pem"])
+        .env("TOKENKEEPER_CLIENT_TOKEN", PHANTOM)
+        .stdin(format!("{}\n", login.access))
+        .fails(1)
+        .stderr_has("cannot read CA certificates from /nonexistent/ca.pem");
+}
+
+#[test]
+fn sigterm_stops_accepting_and_lets_an_open_stream_finish() {
+    let provider = FakeProvider::start();
+    let login = provider.issue("me@example.com");
+    provider.hold_events();
+    let env = Env::new();
+    let proxy = stdin_proxy(&env, &login.access, &provider.url, &[]);
+    let addr = proxy.addr.clone();
+
+    let received = block_on(async {
+        let response = http()
+            .post(proxy.url("/v1/messages"))
+            .bearer_auth(PHANTOM)
+            .body(r#"{"stream":true}"#)
+            .send()
+            .await
+            .unwrap();
+        let mut stream = response.bytes_stream();
+        let mut received = String::new();
+        while !received.contains("message_start") {
+            let chunk = stream.next().await.unwrap().unwrap();
+            received.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+        proxy.signal("TERM");
+        // New connections are refused once the proxy has stopped accepting.
+        tokio::task::spawn_blocking(move || {
+            wait_until(10, "the listener to close", || {
+                TcpStream::connect(&addr).is_err()
+            })
+        })
+        .await
+        .unwrap();
+        provider.release_events(SSE_EVENTS.len());
+        while let Some(chunk) = stream.next().await {
+            received.push_str(std::str::from_utf8(&chunk.unwrap()).unwrap());
+        }
+        received
+    });
+    assert!(
+        received.ends_with("event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"),
+        "{received}"
+    );
+    let (code, log) = proxy.wait(30);
+    assert_eq!(code, Some(0), "{log}");
+    assert!(log.contains("SIGTERM"), "{log}");
+}
+
+#[test]
+fn bad_start_up_input_is_a_one_line_error() {
+    let env = Env::new();
+    let run = |stdin: &str| {
+        env.cmd(&["proxy", "--listen", "127.0.0.1:0"])
+            .stdin(stdin)
+            .fails(1)
+    };
+    run("\n").stderr_has("standard input is empty");
+    run(&format!("{}\n", refresh("r")))
+        .stderr_has("refresh token")
+        .hides(&refresh("r"));
+    run("{\"claudeAiOauth\": {\"accessToken\": 12\n").hides("accessToken\": 12");
+    env.cmd(&["proxy", "--target", "ftp://example.com"])
+        .stdin(format!("{}\n", access("a")))
+        .fails(2)
+        .stderr_has("must be http:// or https://");
+    env.cmd(&["proxy", "--listen", "nowhere:80"])
+        .stdin(format!("{}\n", access("a")))
+        .fails(2)
+        .stderr_has("is not an address");
+    // A port in use.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    env.cmd(&["proxy", "--listen", &format!("127.0.0.1:{port}")])
+        .stdin(format!("{}\n", access("a")))
+        .fails(1)
+        .stderr_has("cannot listen on 127.0.0.1:");
+}
