@@ -2,6 +2,7 @@
 
 use std::ffi::OsString;
 use std::io::ErrorKind;
+use std::net::Ipv4Addr;
 use std::os::unix::process::ExitStatusExt;
 use std::process::Command;
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use signal_hook::low_level::siginfo::Cause;
 use tracing::debug;
 
 use super::AgentArg;
-use super::proxy::{UpstreamArgs, runtime};
+use super::proxy::UpstreamArgs;
 use crate::agent::claude::{ENV_BASE_URL, ENV_OAUTH_TOKEN, ENV_OVERRIDING_CREDENTIALS};
 use crate::error::{Error, Result};
 use crate::paths::Paths;
@@ -91,33 +92,20 @@ pub fn run(args: Args, paths: &Paths) -> Result<u8> {
     let settings = args
         .upstream
         .settings(target, Auth::Bearer, Some(phantom.clone()));
-    let runtime = runtime()?;
-    let (address, stop, server) = runtime.block_on(async {
-        let tokens = SlotTokens::open(paths.clone(), agent, args.slot.clone()).await?;
-        debug!(slot = tokens.name(), "proxy for the command");
-        let proxy = Arc::new(Proxy::new(settings, TokenSource::Slot(Box::new(tokens)))?);
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
-            .await
-            .map_err(|err| Error::failure(format!("cannot start the proxy: {err}")))?;
-        let address = listener
-            .local_addr()
-            .map_err(|err| Error::failure(format!("cannot start the proxy: {err}")))?;
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let stopped = async {
-            let _ = stopped.await;
-        };
-        let server = tokio::spawn(proxy::serve(listener, proxy, stopped, GRACE));
-        Ok::<_, Error>((address, stop, server))
-    })?;
+    let tokens = SlotTokens::open(paths.clone(), agent, args.slot.clone())?;
+    debug!(slot = tokens.name(), "proxy for the command");
+    let proxy = Arc::new(Proxy::new(settings, TokenSource::Slot(Box::new(tokens)))?);
+    let listener = proxy::bind((Ipv4Addr::LOCALHOST, 0).into())
+        .map_err(|err| Error::failure(format!("cannot start the proxy: {err}")))?;
+    // One agent's requests: one thread is plenty.
+    let running = proxy::start(proxy, listener, 1, GRACE)?;
+    let address = running.addr();
 
     command
         .env(ENV_BASE_URL, format!("http://{address}"))
         .env(ENV_OAUTH_TOKEN, phantom.expose_secret());
     let code = supervise(command, &args.command[0]);
-
-    let _ = stop.send(());
-    let _ = runtime.block_on(async { tokio::time::timeout(GRACE * 2, server).await });
-    runtime.shutdown_timeout(Duration::from_millis(100));
+    running.stop();
     code
 }
 

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use http::HeaderName;
 use serde_json::json;
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
 use tracing::{info, warn};
 
 use super::AgentArg;
@@ -100,6 +102,10 @@ pub struct Args {
     /// How long open streams may go on after SIGTERM.
     #[arg(long, default_value = "30s", value_parser = super::duration)]
     pub grace: Duration,
+
+    /// Worker threads [default: one per core].
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub threads: Option<u16>,
 }
 
 /// How the proxy talks to its target; shared by `proxy` and `exec`.
@@ -162,38 +168,55 @@ pub fn run(args: Args, paths: &Paths, format: Format) -> Result<u8> {
     };
     let settings = args.upstream.settings(target, auth, client_token);
 
-    let runtime = runtime()?;
-    runtime.block_on(async move {
-        let tokens = match fixed {
-            Some(token) => TokenSource::Fixed(token),
-            None => {
-                let slot = args.slot.expect("either stdin or a slot");
-                let tokens = SlotTokens::open(paths.clone(), args.agent.agent, Some(slot)).await?;
-                TokenSource::Slot(Box::new(tokens))
-            }
-        };
-        let proxy = Arc::new(Proxy::new(settings, tokens)?);
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .map_err(|err| Error::failure(format!("cannot listen on {listen}: {err}")))?;
-        let bound = listener.local_addr().unwrap_or(listen);
-        if !proxy.checks_clients() {
-            warn!("no client token: any process on this machine can use this proxy (set TOKENKEEPER_CLIENT_TOKEN)");
+    let tokens = match fixed {
+        Some(token) => TokenSource::Fixed(token),
+        None => {
+            let slot = args.slot.expect("either stdin or a slot");
+            TokenSource::Slot(Box::new(SlotTokens::open(
+                paths.clone(),
+                args.agent.agent,
+                Some(slot),
+            )?))
         }
-        info!(
-            "listening on http://{bound}, forwarding to {}",
-            proxy.target()
+    };
+    let proxy = Arc::new(Proxy::new(settings, tokens)?);
+    let listener = proxy::bind(listen)
+        .map_err(|err| Error::failure(format!("cannot listen on {listen}: {err}")))?;
+    // Watched before serving starts, so an early SIGTERM is not lost.
+    let mut signals = Signals::new([SIGTERM, SIGINT])
+        .map_err(|err| Error::failure(format!("cannot watch signals: {err}")))?;
+    let threads = args.threads.map_or_else(
+        || std::thread::available_parallelism().map_or(1, usize::from),
+        usize::from,
+    );
+    let running = proxy::start(proxy.clone(), listener, threads, args.grace)?;
+    let bound = running.addr();
+    if !proxy.checks_clients() {
+        warn!(
+            "no client token: any process on this machine can use this proxy (set TOKENKEEPER_CLIENT_TOKEN)"
         );
-        if format == Format::Json {
-            let line = json!({"listen": bound.to_string(), "target": proxy.target().to_string()});
-            let mut stdout = std::io::stdout().lock();
-            writeln!(stdout, "{line}")
-                .and_then(|()| stdout.flush())
-                .map_err(Error::from_stdout)?;
-        }
-        proxy::serve(listener, proxy, stop_signal()?, args.grace).await;
-        Ok(0)
-    })
+    }
+    info!(
+        "listening on http://{bound}, forwarding to {}",
+        proxy.target()
+    );
+    if format == Format::Json {
+        let line = json!({"listen": bound.to_string(), "target": proxy.target().to_string()});
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "{line}")
+            .and_then(|()| stdout.flush())
+            .map_err(Error::from_stdout)?;
+    }
+    if let Some(signal) = signals.forever().next() {
+        let name = if signal == SIGTERM {
+            "SIGTERM"
+        } else {
+            "SIGINT"
+        };
+        info!("{name}: stopping");
+    }
+    running.stop();
+    Ok(0)
 }
 
 /// `ADDR:PORT`, `ADDR` (port from `LISTEN_PORT`), or nothing: 127.0.0.1.
@@ -244,31 +267,6 @@ fn stdin_token() -> Result<Secret> {
         )
             })?;
     Ok(credential.access_token())
-}
-
-/// The proxy's own runtime: one worker per core.
-pub fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|err| Error::failure(format!("cannot start the proxy's runtime: {err}")))
-}
-
-/// Completes on SIGTERM or SIGINT.
-fn stop_signal() -> Result<impl Future<Output = ()>> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let listen =
-        |kind| signal(kind).map_err(|err| Error::failure(format!("cannot watch signals: {err}")));
-    let (mut term, mut int) = (
-        listen(SignalKind::terminate())?,
-        listen(SignalKind::interrupt())?,
-    );
-    Ok(async move {
-        tokio::select! {
-            _ = term.recv() => info!("SIGTERM: stopping"),
-            _ = int.recv() => info!("SIGINT: stopping"),
-        }
-    })
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use tracing::{info, warn};
 
-use super::metrics::Metrics;
+use super::Worker;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -142,7 +142,8 @@ where
 /// One request as the access log and the metrics see it, reported when its response body is
 /// done (sent in full, broken off, or abandoned by the client).
 pub struct Exchange {
-    metrics: Arc<Metrics>,
+    /// The worker's own handle (not the shared metrics'), so its count stays on one thread.
+    worker: Arc<Worker>,
     method: Method,
     path: String,
     status: u16,
@@ -151,9 +152,9 @@ pub struct Exchange {
 }
 
 impl Exchange {
-    pub fn new(metrics: Arc<Metrics>, method: Method, path: String, started: Instant) -> Self {
+    pub fn new(worker: Arc<Worker>, method: Method, path: String, started: Instant) -> Self {
         Self {
-            metrics,
+            worker,
             method,
             path,
             status: 0,
@@ -169,8 +170,8 @@ impl Exchange {
         B::Error: Into<BoxError>,
     {
         self.status = status;
-        self.metrics.answered(status);
-        self.metrics.stream_opened();
+        self.worker.proxy.metrics.answered(status);
+        self.worker.proxy.metrics.stream_opened();
         boxed(Observed {
             inner: body,
             exchange: self,
@@ -183,7 +184,7 @@ impl Drop for Exchange {
         if self.status == 0 {
             return;
         }
-        self.metrics.stream_closed();
+        self.worker.proxy.metrics.stream_closed();
         let ms = self.started.elapsed().as_secs_f64() * 1000.0;
         let (method, path, status) = (&self.method, &self.path, self.status);
         match self.ended {

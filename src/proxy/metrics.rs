@@ -25,6 +25,8 @@ struct OutcomeLabel {
 pub struct Metrics {
     registry: Registry,
     requests: Family<StatusLabel, Counter>,
+    /// `requests{status="200"}`, the common case, without the family's lock and hash.
+    ok: Counter,
     upstream_latency: Histogram,
     upstream_errors: Counter,
     refreshes: Family<OutcomeLabel, Counter>,
@@ -65,9 +67,11 @@ impl Metrics {
             "Response bodies being streamed to clients right now",
             open_streams.clone(),
         );
+        let ok = requests.get_or_create(&StatusLabel { status: 200 }).clone();
         Self {
             registry,
             requests,
+            ok,
             upstream_latency,
             upstream_errors,
             refreshes,
@@ -76,6 +80,10 @@ impl Metrics {
     }
 
     pub fn answered(&self, status: u16) {
+        if status == 200 {
+            self.ok.inc();
+            return;
+        }
         self.requests.get_or_create(&StatusLabel { status }).inc();
     }
 

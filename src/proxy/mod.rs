@@ -4,29 +4,26 @@
 mod body;
 mod metrics;
 mod rewrite;
+mod server;
 mod token;
 mod upstream;
 
 use std::convert::Infallible;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use serde_json::json;
-use tokio::net::TcpListener;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 pub use body::REPLAY_LIMIT;
 use body::{Exchange, ProxyBody, Recorded};
 use metrics::Metrics;
+use rewrite::Credential;
 pub use rewrite::{Auth, Target};
+pub use server::{Running, bind, start};
 pub use token::{SlotTokens, TokenSource};
 pub use upstream::Options as UpstreamOptions;
 
@@ -48,22 +45,69 @@ pub struct Settings {
     pub upstream: UpstreamOptions,
 }
 
+/// What every worker thread shares: settings, the token, the metrics.
 pub struct Proxy {
     settings: Settings,
     tokens: TokenSource,
-    upstream: upstream::Upstream,
+    tls: rustls::ClientConfig,
     metrics: Arc<Metrics>,
 }
 
 impl Proxy {
     pub fn new(settings: Settings, tokens: TokenSource) -> Result<Self> {
-        let upstream = upstream::client(&settings.upstream)?;
+        let tls = upstream::tls(&settings.upstream)?;
         Ok(Self {
             settings,
             tokens,
-            upstream,
+            tls,
             metrics: Arc::new(Metrics::new()),
         })
+    }
+
+    /// Whether clients must present a client token.
+    pub fn checks_clients(&self) -> bool {
+        self.settings.client_token.is_some()
+    }
+
+    /// The target, for start-up messages.
+    pub fn target(&self) -> &Target {
+        &self.settings.target
+    }
+}
+
+/// One worker thread's side of the proxy: the shared part and its own upstream pool, so a
+/// request and its upstream exchange stay on one thread.
+struct Worker {
+    proxy: Arc<Proxy>,
+    upstream: upstream::Upstream,
+    /// The header for a token that never changes, built once.
+    fixed: Option<Arc<Credential>>,
+}
+
+impl Worker {
+    fn new(proxy: Arc<Proxy>) -> Result<Self> {
+        let upstream = upstream::client(proxy.tls.clone(), &proxy.settings.upstream);
+        let fixed = match &proxy.tokens {
+            TokenSource::Fixed(token) => Some(Arc::new(Credential::new(
+                &proxy.settings.auth,
+                token.clone(),
+            )?)),
+            TokenSource::Slot(_) => None,
+        };
+        Ok(Self {
+            proxy,
+            upstream,
+            fixed,
+        })
+    }
+
+    /// The credential to send now.
+    async fn credential(&self) -> Result<Arc<Credential>> {
+        if let Some(fixed) = &self.fixed {
+            return Ok(fixed.clone());
+        }
+        let token = self.proxy.tokens.current().await?;
+        Ok(Arc::new(Credential::new(&self.proxy.settings.auth, token)?))
     }
 
     /// Answers one request. Each step either answers itself or hands on to the next.
@@ -72,7 +116,7 @@ impl Proxy {
         request: Request<Incoming>,
     ) -> Result<Response<ProxyBody>, Infallible> {
         let exchange = Exchange::new(
-            self.metrics.clone(),
+            self.clone(),
             request.method().clone(),
             // The query is not logged: it is the one place a client might put a secret.
             request.uri().path().to_string(),
@@ -93,7 +137,7 @@ impl Proxy {
                     return Ok(local(
                         exchange,
                         metrics::CONTENT_TYPE,
-                        self.metrics.render(),
+                        self.proxy.metrics.render(),
                     ));
                 }
                 _ => {}
@@ -112,7 +156,7 @@ impl Proxy {
         }
 
         // 3. Only this proxy's own clients: they present the phantom token.
-        if let Some(expected) = &self.settings.client_token
+        if let Some(expected) = &self.proxy.settings.client_token
             && !rewrite::presents(expected, request.headers())
         {
             return Ok(synthetic(
@@ -131,22 +175,26 @@ impl Proxy {
     async fn forward(&self, request: Request<Incoming>, exchange: Exchange) -> Response<ProxyBody> {
         let (mut parts, incoming) = request.into_parts();
         rewrite::strip_hop_by_hop(&mut parts.headers);
-        let uri = self.settings.target.uri_for(parts.uri.path_and_query());
+        let uri = self
+            .proxy
+            .settings
+            .target
+            .uri_for(parts.uri.path_and_query());
 
-        let token = match self.tokens.current().await {
-            Ok(token) => token,
+        let credential = match self.credential().await {
+            Ok(credential) => credential,
             Err(err) => return no_token(exchange, err.message()),
         };
 
         // A refused token can only be replaced when it comes from a slot; only then is the
         // body kept (by reference, as it streams) for a resend.
-        if !self.tokens.renewable() {
+        if !self.proxy.tokens.renewable() {
             let sent = self.send(
                 &parts.method,
                 uri,
                 parts.headers,
                 body::boxed(incoming),
-                &token,
+                &credential,
             );
             return self.relay(sent.await, exchange);
         }
@@ -157,7 +205,7 @@ impl Proxy {
                 uri.clone(),
                 parts.headers.clone(),
                 body::boxed(recorded),
-                &token,
+                &credential,
             )
             .await;
         let refused =
@@ -165,16 +213,22 @@ impl Proxy {
         if !refused {
             return self.relay(first, exchange);
         }
-        let renewed = match self.tokens.renew(&token).await {
-            Ok(renewed) if renewed != token => renewed,
+        let rejected = credential.token();
+        let renewed = match self.proxy.tokens.renew(rejected).await {
+            Ok(renewed) if renewed != *rejected => {
+                match Credential::new(&self.proxy.settings.auth, renewed) {
+                    Ok(renewed) => renewed,
+                    Err(err) => return no_token(exchange, err.message()),
+                }
+            }
             Ok(_) => return self.relay(first, exchange),
             Err(err) => {
                 warn!(error = %err.message(), "cannot renew the token the upstream refused");
-                self.metrics.renewed("failed");
+                self.proxy.metrics.renewed("failed");
                 return self.relay(first, exchange);
             }
         };
-        self.metrics.renewed("refreshed");
+        self.proxy.metrics.renewed("refreshed");
         match replay.body() {
             Some(bytes) => {
                 debug!("resending the request with the renewed token");
@@ -199,17 +253,16 @@ impl Proxy {
         uri: Uri,
         mut headers: HeaderMap,
         body: ProxyBody,
-        token: &Secret,
+        credential: &Credential,
     ) -> Result<(Response<Incoming>, Duration), String> {
-        rewrite::set_credentials(&mut headers, &self.settings.auth, token)
-            .map_err(|err| err.message().to_string())?;
+        rewrite::set_credentials(&mut headers, credential);
         let mut request = Request::new(body);
         *request.method_mut() = method.clone();
         *request.uri_mut() = uri;
         *request.headers_mut() = headers;
         let started = Instant::now();
         match tokio::time::timeout(
-            self.settings.response_timeout,
+            self.proxy.settings.response_timeout,
             self.upstream.request(request),
         )
         .await
@@ -218,7 +271,7 @@ impl Proxy {
             Ok(Err(err)) => Err(describe(&err)),
             Err(_) => Err(format!(
                 "no response within {}s",
-                self.settings.response_timeout.as_secs()
+                self.proxy.settings.response_timeout.as_secs()
             )),
         }
     }
@@ -230,7 +283,7 @@ impl Proxy {
     ) -> Response<ProxyBody> {
         match sent {
             Ok((response, latency)) => {
-                self.metrics.upstream_answered(latency);
+                self.proxy.metrics.upstream_answered(latency);
                 let (mut parts, incoming) = response.into_parts();
                 rewrite::strip_hop_by_hop(&mut parts.headers);
                 // The client's connection has its own version, whatever the upstream spoke.
@@ -239,10 +292,10 @@ impl Proxy {
                 Response::from_parts(parts, exchange.finish(status, incoming))
             }
             Err(why) => {
-                self.metrics.upstream_failed();
+                self.proxy.metrics.upstream_failed();
                 let message = format!(
                     "tokenkeeper proxy: cannot reach {}: {why}",
-                    self.settings.target
+                    self.proxy.settings.target
                 );
                 warn!("{message}");
                 synthetic(
@@ -254,16 +307,6 @@ impl Proxy {
                 )
             }
         }
-    }
-
-    /// Whether clients must present a client token.
-    pub fn checks_clients(&self) -> bool {
-        self.settings.client_token.is_some()
-    }
-
-    /// The target, for start-up messages.
-    pub fn target(&self) -> &Target {
-        &self.settings.target
     }
 }
 
@@ -326,56 +369,4 @@ fn no_token(exchange: Exchange, why: &str) -> Response<ProxyBody> {
         &message,
         "no-token",
     )
-}
-
-/// Serves until `shutdown` completes, then stops accepting and gives open connections up to
-/// `grace` to finish what they are sending.
-pub async fn serve(
-    listener: TcpListener,
-    proxy: Arc<Proxy>,
-    shutdown: impl Future<Output = ()>,
-    grace: Duration,
-) {
-    let builder = auto::Builder::new(TokioExecutor::new());
-    let graceful = GracefulShutdown::new();
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(err) => {
-                    // Out of file descriptors, most likely: back off instead of spinning.
-                    warn!(error = %err, "cannot accept a connection");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let _ = stream.set_nodelay(true);
-        let proxy = proxy.clone();
-        let service = service_fn(move |request| proxy.clone().handle(request));
-        let connection = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(err) = connection.await {
-                debug!(error = %describe(err.as_ref()), "connection ended with an error");
-            }
-        });
-    }
-    drop(listener);
-    let open = graceful.count();
-    if open > 0 {
-        info!(
-            open,
-            "stopping: letting open connections finish (up to {}s)",
-            grace.as_secs()
-        );
-    }
-    tokio::select! {
-        () = graceful.shutdown() => info!("stopped"),
-        () = tokio::time::sleep(grace) => warn!("grace period over; closing the streams still open"),
-    }
 }

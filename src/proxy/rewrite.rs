@@ -59,13 +59,15 @@ impl Target {
 
     /// The upstream URI for a request's path and query.
     pub fn uri_for(&self, path_and_query: Option<&PathAndQuery>) -> Uri {
-        let tail = path_and_query.map_or("/", PathAndQuery::as_str);
-        let path = if self.prefix.is_empty() {
-            PathAndQuery::try_from(tail)
-        } else {
-            PathAndQuery::try_from(format!("{}{tail}", self.prefix))
-        }
-        .expect("a valid path with a valid prefix stays valid");
+        let path = match path_and_query {
+            // Shares the request's bytes: no copy, no second parse.
+            Some(path) if self.prefix.is_empty() => path.clone(),
+            _ => {
+                let tail = path_and_query.map_or("/", PathAndQuery::as_str);
+                PathAndQuery::try_from(format!("{}{tail}", self.prefix))
+                    .expect("a valid path with a valid prefix stays valid")
+            }
+        };
         Uri::builder()
             .scheme(self.scheme.clone())
             .authority(self.authority.clone())
@@ -124,6 +126,11 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 
 /// Removes the hop-by-hop headers, including every header the `Connection` header names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none: one scan, and no removal (each of which hashes) unless needed.
+    let is_hop = |name: &HeaderName| HOP_BY_HOP.contains(name) || name == header::TRAILER;
+    if !headers.keys().any(is_hop) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -137,35 +144,50 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     headers.remove(header::TRAILER);
 }
 
-/// Replaces whatever credentials the client sent with the real token, placed per `auth`.
-pub fn set_credentials(headers: &mut HeaderMap, auth: &Auth, token: &Secret) -> Result<()> {
+/// The real token as the header that carries it upstream, built once per token.
+pub struct Credential {
+    token: Secret,
+    name: HeaderName,
+    value: HeaderValue,
+}
+
+impl Credential {
+    pub fn new(auth: &Auth, token: Secret) -> Result<Self> {
+        let (name, value) = match auth {
+            Auth::Bearer => (
+                header::AUTHORIZATION,
+                format!("Bearer {}", token.expose_secret()),
+            ),
+            Auth::ApiKey => (
+                HeaderName::from_static("x-api-key"),
+                token.expose_secret().to_string(),
+            ),
+            Auth::Gateway { header, scheme } => {
+                let value = match scheme {
+                    Some(scheme) => format!("{scheme} {}", token.expose_secret()),
+                    None => token.expose_secret().to_string(),
+                };
+                (header.clone(), value)
+            }
+        };
+        let mut value = HeaderValue::try_from(zeroize::Zeroizing::new(value).as_str())
+            .map_err(|_| Error::failure("the token has characters a header cannot carry"))?;
+        // Keeps the value out of HTTP/2 header compression tables.
+        value.set_sensitive(true);
+        Ok(Self { token, name, value })
+    }
+
+    pub fn token(&self) -> &Secret {
+        &self.token
+    }
+}
+
+/// Replaces whatever credentials the client sent with the real one.
+pub fn set_credentials(headers: &mut HeaderMap, credential: &Credential) {
     headers.remove(header::AUTHORIZATION);
     headers.remove("x-api-key");
     headers.remove(header::HOST);
-    let (name, value) = match auth {
-        Auth::Bearer => (
-            header::AUTHORIZATION,
-            format!("Bearer {}", token.expose_secret()),
-        ),
-        Auth::ApiKey => (
-            HeaderName::from_static("x-api-key"),
-            token.expose_secret().to_string(),
-        ),
-        Auth::Gateway { header, scheme } => {
-            headers.remove(header);
-            let value = match scheme {
-                Some(scheme) => format!("{scheme} {}", token.expose_secret()),
-                None => token.expose_secret().to_string(),
-            };
-            (header.clone(), value)
-        }
-    };
-    let mut value = HeaderValue::try_from(zeroize::Zeroizing::new(value).as_str())
-        .map_err(|_| Error::failure("the token has characters a header cannot carry"))?;
-    // Keeps the value out of HTTP/2 header compression tables.
-    value.set_sensitive(true);
-    headers.insert(name, value);
-    Ok(())
+    headers.insert(credential.name.clone(), credential.value.clone());
 }
 
 #[cfg(test)]
@@ -294,14 +316,17 @@ mod tests {
             ("host", "127.0.0.1:1"),
         ];
 
+        let set = |h: &mut HeaderMap, auth: &Auth| {
+            set_credentials(h, &Credential::new(auth, token.clone()).unwrap())
+        };
         let mut h = headers(&client);
-        set_credentials(&mut h, &Auth::Bearer, &token).unwrap();
+        set(&mut h, &Auth::Bearer);
         assert_eq!(h["authorization"], "Bearer sk-ant-oat01-PLANTED");
         assert!(h["authorization"].is_sensitive());
         assert_eq!(h.len(), 1);
 
         let mut h = headers(&client);
-        set_credentials(&mut h, &Auth::ApiKey, &token).unwrap();
+        set(&mut h, &Auth::ApiKey);
         assert_eq!(h["x-api-key"], "sk-ant-oat01-PLANTED");
         assert_eq!(h.len(), 1);
 
@@ -310,7 +335,7 @@ mod tests {
             header: HeaderName::from_static("cf-aig-authorization"),
             scheme: Some("Bearer".into()),
         };
-        set_credentials(&mut h, &gateway, &token).unwrap();
+        set(&mut h, &gateway);
         assert_eq!(h["cf-aig-authorization"], "Bearer sk-ant-oat01-PLANTED");
         assert_eq!(h.len(), 1);
     }

@@ -69,24 +69,16 @@ struct Cached {
 impl SlotTokens {
     /// Opens the slot (`None`: the agent's active one, pinned by name from here on) and makes
     /// sure its token is usable before the proxy starts.
-    pub async fn open(paths: Paths, agent: Agent, selector: Option<String>) -> Result<Self> {
+    pub fn open(paths: Paths, agent: Agent, selector: Option<String>) -> Result<Self> {
         let policy = Policy::from_env()?;
-        let mut slot = Self {
+        let (cached, name) = load(&paths, agent, selector.as_deref(), &policy, false)?;
+        Ok(Self {
             paths,
             agent,
-            selector,
+            selector: Some(name),
             policy,
-            cached: Mutex::new(Cached {
-                token: Secret::new(String::new()),
-                renew_at: None,
-                stamp: None,
-                looked: Instant::now(),
-            }),
-        };
-        let (loaded, name) = slot.load(false).await?;
-        slot.selector = Some(name);
-        *slot.cached.get_mut() = loaded;
-        Ok(slot)
+            cached: Mutex::new(cached),
+        })
     }
 
     /// The slot's name.
@@ -137,23 +129,34 @@ impl SlotTokens {
             self.selector.clone(),
             self.policy,
         );
-        let catalog = self.paths.catalog_file();
         tokio::task::spawn_blocking(move || {
-            let fresh = refresh::ensure_fresh(&paths, agent, selector.as_deref(), force, &policy)?;
-            if fresh.outcome == Outcome::Refreshed {
-                info!(slot = %fresh.slot.name, "refreshed");
-            }
-            let cached = Cached {
-                token: fresh.credential.access_token(),
-                renew_at: fresh.credential.expires_at().map(|at| at - policy.margin),
-                stamp: stamp(&catalog),
-                looked: Instant::now(),
-            };
-            Ok((cached, fresh.slot.name))
+            load(&paths, agent, selector.as_deref(), &policy, force)
         })
         .await
         .map_err(|err| Error::failure(format!("token lookup stopped: {err}")))?
     }
+}
+
+/// The slot's current token through the lifecycle (refreshing when due, or with `force`), and
+/// the slot's name.
+fn load(
+    paths: &Paths,
+    agent: Agent,
+    selector: Option<&str>,
+    policy: &Policy,
+    force: bool,
+) -> Result<(Cached, String)> {
+    let fresh = refresh::ensure_fresh(paths, agent, selector, force, policy)?;
+    if fresh.outcome == Outcome::Refreshed {
+        info!(slot = %fresh.slot.name, "refreshed");
+    }
+    let cached = Cached {
+        token: fresh.credential.access_token(),
+        renew_at: fresh.credential.expires_at().map(|at| at - policy.margin),
+        stamp: stamp(&paths.catalog_file()),
+        looked: Instant::now(),
+    };
+    Ok((cached, fresh.slot.name))
 }
 
 fn stamp(path: &Path) -> Option<(u64, SystemTime)> {

@@ -28,14 +28,19 @@ pub struct Options {
     pub idle_timeout: Duration,
 }
 
-pub fn client(options: &Options) -> Result<Upstream> {
+/// The TLS settings every worker's client shares: loaded (roots read) once.
+pub fn tls(options: &Options) -> Result<rustls::ClientConfig> {
     let roots = roots(options.ca_cert.as_deref())?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|err| Error::failure(format!("cannot set up TLS: {err}")))?
         .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_no_client_auth())
+}
+
+/// A pooled client; its connections are driven on the runtime that first uses it.
+pub fn client(tls: rustls::ClientConfig, options: &Options) -> Upstream {
     let mut tcp = HttpConnector::new();
     tcp.enforce_http(false);
     tcp.set_nodelay(true);
@@ -46,11 +51,11 @@ pub fn client(options: &Options) -> Result<Upstream> {
         .enable_http1()
         .enable_http2()
         .wrap_connector(tcp);
-    Ok(Client::builder(TokioExecutor::new())
+    Client::builder(TokioExecutor::new())
         .pool_idle_timeout(options.idle_timeout)
         .pool_timer(TokioTimer::new())
         .timer(TokioTimer::new())
-        .build(connector))
+        .build(connector)
 }
 
 /// The system's roots (`SSL_CERT_FILE` / `SSL_CERT_DIR` replace them, as with OpenSSL), plus

@@ -143,9 +143,12 @@ fn the_phantom_token_is_swapped_for_the_real_one_and_end_to_end_headers_pass_unc
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("hello from the fake provider"));
 
+    // A request's log line is written when its response has gone out.
+    wait_until(10, "the access log lines", || {
+        let log = proxy.log();
+        log.contains("POST /v1/messages 200") && log.contains("GET /health 200")
+    });
     let log = proxy.log();
-    assert!(log.contains("POST /v1/messages 200"), "{log}");
-    assert!(log.contains("GET /health 200"), "{log}");
     assert!(!log.contains("beta=true"), "queries are not logged: {log}");
     assert!(!log.contains(&login.access), "{log}");
     assert!(!log.contains(PHANTOM), "{log}");
@@ -203,11 +206,11 @@ fn without_a_client_token_it_listens_on_loopback_only_and_says_why() {
         .env("TARGET", &provider.url)
         .stdin(format!("{}\n", login.access))
         .serve();
-    assert!(
+    wait_until(10, "the warning", || {
         proxy
             .log()
             .contains("any process on this machine can use this proxy")
-    );
+    });
     let (status, _) = get_text(&proxy.url("/health"));
     assert_eq!(status, 200);
     let (status, _, _) = post_message(&proxy, json!({}));
@@ -393,6 +396,7 @@ fn fifty_mebibytes_stream_up_and_down_without_being_buffered() {
     let env = Env::new();
     let proxy = stdin_proxy(&env, &login.access, &provider.url, &[]);
 
+    let before = proxy.peak_rss_kib();
     let chunks = upload_chunks(SIZE);
     let mut hash = Sha256::new();
     chunks.iter().for_each(|c| hash.update(c));
@@ -437,9 +441,10 @@ fn fifty_mebibytes_stream_up_and_down_without_being_buffered() {
     });
     assert_eq!(count, SIZE as u64);
     assert_eq!(mismatches, 0);
-    // Passing 100 MiB through must not have held any large part of it in memory.
-    let peak = proxy.peak_rss_kib();
-    assert!(peak < 40 * 1024, "peak RSS {peak} KiB");
+    // Passing 100 MiB through must not have held either body in memory (the allocator's
+    // own caches do grow a little).
+    let grown = proxy.peak_rss_kib() - before;
+    assert!(grown < 40 * 1024, "peak RSS grew by {grown} KiB");
 }
 
 #[test]

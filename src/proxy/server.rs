@@ -1,0 +1,175 @@
+//! Thread per core, as nginx runs worker processes: one acceptor hands connections round-robin
+//! to worker threads, each with its own single-threaded runtime and its own upstream pool. A
+//! request, its upstream exchange and the tasks driving both stay on one thread, so nothing is
+//! stolen or woken across cores.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, info, warn};
+
+use super::{Proxy, Worker, describe};
+use crate::error::{Error, Result};
+
+/// Connections waiting to be accepted; bursts of agents starting at once must not be dropped.
+const BACKLOG: i32 = 4096;
+
+/// A listening socket for `addr`.
+pub fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
+/// A proxy serving on its threads.
+pub struct Running {
+    addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting, lets open connections finish (up to the grace period), and returns
+    /// when every thread is done.
+    pub fn stop(self) {
+        let _ = self.stop.send(true);
+        for thread in self.threads {
+            let _ = thread.join();
+        }
+        info!("stopped");
+    }
+}
+
+/// Starts serving `listener` on `threads` worker threads.
+pub fn start(
+    proxy: Arc<Proxy>,
+    listener: std::net::TcpListener,
+    threads: usize,
+    grace: Duration,
+) -> Result<Running> {
+    let addr = listener
+        .local_addr()
+        .map_err(|err| Error::failure(format!("cannot read the listening address: {err}")))?;
+    let (stop, stopped) = watch::channel(false);
+    let mut handles = Vec::new();
+    let mut workers = Vec::new();
+    for n in 0..threads.max(1) {
+        let (hand, take) = mpsc::unbounded_channel();
+        workers.push(hand);
+        let worker = Worker::new(proxy.clone())?;
+        handles.push(thread(format!("proxy-worker-{n}"), move || {
+            serve(worker, take, grace)
+        })?);
+    }
+    handles.push(thread("proxy-accept".into(), move || {
+        accept(listener, workers, stopped)
+    })?);
+    Ok(Running {
+        addr,
+        stop,
+        threads: handles,
+    })
+}
+
+/// A thread running `task` to completion on its own single-threaded runtime.
+fn thread<F, Fut>(name: String, task: F) -> Result<JoinHandle<()>>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = ()>,
+{
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|err| Error::failure(format!("cannot start the proxy's runtime: {err}")))?;
+    std::thread::Builder::new()
+        .name(name)
+        .spawn(move || runtime.block_on(task()))
+        .map_err(|err| Error::failure(format!("cannot start a proxy thread: {err}")))
+}
+
+async fn accept(
+    listener: std::net::TcpListener,
+    workers: Vec<mpsc::UnboundedSender<std::net::TcpStream>>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let listener = match TcpListener::from_std(listener) {
+        Ok(listener) => listener,
+        Err(err) => return warn!(error = %err, "cannot listen"),
+    };
+    let mut next = 0;
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(err) => {
+                    // Out of file descriptors, most likely: back off instead of spinning.
+                    warn!(error = %err, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stopped.wait_for(|stop| *stop) => break,
+        };
+        let _ = stream.set_nodelay(true);
+        if let Ok(stream) = stream.into_std() {
+            let _ = workers[next % workers.len()].send(stream);
+            next += 1;
+        }
+    }
+    // Dropping the listener closes the port; dropping the senders tells the workers to finish.
+}
+
+async fn serve(
+    worker: Worker,
+    mut incoming: mpsc::UnboundedReceiver<std::net::TcpStream>,
+    grace: Duration,
+) {
+    let worker = Arc::new(worker);
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let graceful = GracefulShutdown::new();
+    while let Some(stream) = incoming.recv().await {
+        let Ok(stream) = TcpStream::from_std(stream) else {
+            continue;
+        };
+        let worker = worker.clone();
+        let service = service_fn(move |request| worker.clone().handle(request));
+        let connection = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(err) = connection.await {
+                debug!(error = %describe(err.as_ref()), "connection ended with an error");
+            }
+        });
+    }
+    let open = graceful.count();
+    if open > 0 {
+        info!(
+            open,
+            "letting open connections finish (up to {}s)",
+            grace.as_secs()
+        );
+    }
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(grace) => warn!("grace period over; closing the streams still open"),
+    }
+}
