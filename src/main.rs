@@ -5,14 +5,9 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
-use mimalloc::MiMalloc;
 use tokenkeeper::cli::{self, Cli, Command};
 use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
-
-// The proxy allocates per request (headers, bodies in flight); mimalloc keeps that cheap.
-#[global_allocator]
-static ALLOCATOR: MiMalloc = MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -37,6 +32,10 @@ fn main() -> ExitCode {
     }
 }
 
+/// Log lines the proxy may queue for its writer thread: bursts fit, and the queue's memory
+/// (preallocated) stays small.
+const LOG_QUEUE_LINES: usize = 4096;
+
 /// Logs go to stderr; `-v` info, `-vv` debug, `-vvv` trace, or `RUST_LOG` for full control.
 fn init_logging(verbose: u8, background: bool) -> Option<WorkerGuard> {
     let default = match verbose {
@@ -56,6 +55,7 @@ fn init_logging(verbose: u8, background: bool) -> Option<WorkerGuard> {
     }
     // Not lossy: when the queue is full a request waits rather than its log line being lost.
     let (writer, guard) = NonBlockingBuilder::default()
+        .buffered_lines_limit(LOG_QUEUE_LINES)
         .lossy(false)
         .finish(std::io::stderr());
     logs.with_writer(writer).init();

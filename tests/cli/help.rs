@@ -16,6 +16,8 @@ fn help_and_version_touch_nothing() {
         "store-token",
         "check-token",
         "get-token",
+        "proxy",
+        "exec",
     ] {
         out.stdout_has(&format!("  {command} "));
     }
@@ -24,6 +26,15 @@ fn help_and_version_touch_nothing() {
     env.cmd(&["add", "--help"])
         .ok()
         .stdout_has("--from <SOURCE> [PATH]");
+    env.cmd(&["proxy", "--help"])
+        .ok()
+        .stdout_has("--client-token <TOKEN>")
+        .stdout_has("[env: TOKENKEEPER_CLIENT_TOKEN]")
+        .stdout_has("[env: LISTEN_PORT=]")
+        .stdout_has("echo \"$TOKEN\" | tokenkeeper proxy");
+    env.cmd(&["exec", "--help"])
+        .ok()
+        .stdout_has("tokenkeeper exec -- claude");
     assert!(env.snapshot().is_empty(), "{}", env.listing());
 }
 
