@@ -1,5 +1,7 @@
 //! `exec`: a command run behind a private proxy, with a phantom token and the real one out of reach.
 
+use std::io::Write;
+
 use crate::support::provider::FakeProvider;
 use crate::support::*;
 
@@ -142,4 +144,60 @@ fn a_slot_that_cannot_be_used_stops_exec_before_the_command_runs() {
         .fails(1)
         .stderr_has("no active claude slot");
     assert!(!marker.exists());
+}
+
+#[test]
+fn a_terminal_interrupt_reaches_the_command_once_not_twice() {
+    use portable_pty::{CommandBuilder, PtySize, native_pty_system};
+    let provider = FakeProvider::start();
+    let env = Env::with_provider(&provider);
+    env.add_login("work", &provider.issue("me@example.com"));
+    let ready = env.root.join("ready");
+    let interrupts = env.root.join("interrupts");
+    let script = format!(
+        "trap 'echo INT >> {0}' INT; touch {1}; while :; do sleep 0.05; done",
+        interrupts.display(),
+        ready.display()
+    );
+
+    // tokenkeeper and the command share the terminal's foreground process group, as when a
+    // user runs `tokenkeeper exec -- claude` and presses ^C.
+    let pty = native_pty_system()
+        .openpty(PtySize {
+            rows: 24,
+            cols: 80,
+            pixel_width: 0,
+            pixel_height: 0,
+        })
+        .unwrap();
+    let mut cmd = CommandBuilder::new(BIN);
+    cmd.args(["exec", "work", "--", "sh", "-c", &script]);
+    cmd.env_clear();
+    for (key, value) in env.vars() {
+        cmd.env(key, value);
+    }
+    cmd.cwd(&env.root);
+    let mut child = pty.slave.spawn_command(cmd).unwrap();
+    drop(pty.slave);
+    let mut terminal = pty.master.take_writer().unwrap();
+    wait_until(30, "the command to start", || ready.exists());
+
+    terminal.write_all(b"\x03").unwrap();
+    terminal.flush().unwrap();
+    wait_until(10, "the interrupt", || interrupts.exists());
+    // Passing it on would be immediate; give a duplicate every chance to show up.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let seen = std::fs::read_to_string(&interrupts).unwrap();
+    assert_eq!(seen, "INT\n", "the command saw: {seen:?}");
+
+    // A signal sent to tokenkeeper itself is passed on: TERM ends the command (143).
+    let pid = child.process_id().unwrap();
+    let status = std::process::Command::new("sh")
+        .args(["-c", "kill -s TERM \"$0\""])
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let status = child.wait().unwrap();
+    assert_eq!(status.exit_code(), 143);
 }

@@ -753,3 +753,46 @@ fn bad_start_up_input_is_a_one_line_error() {
         .fails(1)
         .stderr_has("cannot listen on 127.0.0.1:");
 }
+
+/// A port free right now (the listener is closed again at once).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn listen_port_and_an_address_only_listen_work_as_in_the_docker_image() {
+    let provider = FakeProvider::start();
+    let login = provider.issue("me@example.com");
+    let env = Env::new();
+
+    // LISTEN_PORT alone: that port on loopback, as the agent-loop proxy reads it.
+    let port = free_port();
+    let proxy = env
+        .cmd(&["proxy", "--format", "json"])
+        .env("LISTEN_PORT", &port.to_string())
+        .env("TARGET", &provider.url)
+        .env("TOKENKEEPER_CLIENT_TOKEN", PHANTOM)
+        .stdin(format!("{}\n", login.access))
+        .serve();
+    assert_eq!(proxy.addr, format!("127.0.0.1:{port}"));
+    drop(proxy);
+
+    // The image's settings: every address, the port from LISTEN_PORT, a client token.
+    let port = free_port();
+    let proxy = env
+        .cmd(&["proxy", "--format", "json"])
+        .env("TOKENKEEPER_LISTEN", "0.0.0.0")
+        .env("LISTEN_PORT", &port.to_string())
+        .env("TARGET", &provider.url)
+        .env("TOKENKEEPER_CLIENT_TOKEN", PHANTOM)
+        .stdin(format!("{}\n", login.access))
+        .serve();
+    assert_eq!(proxy.addr, format!("0.0.0.0:{port}"));
+    let (status, body) = get_text(&format!("http://127.0.0.1:{port}/health"));
+    assert_eq!(status, 200);
+    assert!(body.starts_with("agent-loop-proxy ok"));
+}

@@ -60,7 +60,11 @@ impl Env {
         env
     }
 
-    /// Stored credential of a slot, parsed.
+    /// The environment tokenkeeper runs in (for launching it some other way, e.g. on a PTY).
+    pub fn vars(&self) -> impl Iterator<Item = (&String, &String)> {
+        self.vars.iter()
+    }
+
     /// Registers a login the fake provider issued as slot `name` (`add NAME --from stdin`).
     pub fn add_login(&self, name: &str, login: &provider::Issued) {
         self.cmd(&["add", name, "--from", "stdin"])
