@@ -17,6 +17,7 @@ use crate::credential::{Credential, Kind};
 use crate::durable;
 use crate::error::{Error, Result};
 use crate::perms;
+use crate::store::Backend;
 use crate::usage::Snapshot;
 
 const VERSION: u32 = 1;
@@ -50,6 +51,9 @@ pub struct Slot {
     pub name: String,
     pub agent: String,
     pub kind: Kind,
+    /// Where the slot's secret lives.
+    #[serde(default)]
+    pub backend: Backend,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account_uuid: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -80,12 +84,19 @@ pub struct Slot {
 }
 
 impl Slot {
-    pub fn new(agent: &str, name: &str, credential: &Credential, now: Timestamp) -> Self {
+    pub fn new(
+        agent: &str,
+        name: &str,
+        credential: &Credential,
+        backend: Backend,
+        now: Timestamp,
+    ) -> Self {
         let mut slot = Self {
             id: new_id(),
             name: name.to_string(),
             agent: agent.to_string(),
             kind: credential.kind(),
+            backend,
             account_uuid: None,
             email: None,
             subscription_type: None,
@@ -311,7 +322,8 @@ mod tests {
         let mut c = Catalog::default();
         let now = Timestamp::from_second(1_780_000_000).unwrap();
         for name in names {
-            c.slots.push(Slot::new("claude", name, &cred(), now));
+            c.slots
+                .push(Slot::new("claude", name, &cred(), Backend::File, now));
         }
         c
     }

@@ -22,12 +22,14 @@ use crate::net;
 use crate::paths::Paths;
 use crate::perms;
 use crate::provider::Profile;
-use crate::store::{FileStore, SecretKey, SecretStore};
+use crate::store::{self, Backend, SecretKey, Stores};
 use crate::usage::Snapshot;
 
 pub struct Keeper {
     paths: Paths,
-    store: Box<dyn SecretStore>,
+    stores: Stores,
+    /// Where new slots' secrets go.
+    backend: Backend,
     catalog: Catalog,
     now: Timestamp,
     /// Things the user should hear about that are not errors (printed to stderr).
@@ -63,11 +65,12 @@ impl Keeper {
         perms::ensure_private_dir(&paths.data_dir)?;
         let lock = FileLock::acquire(&paths.state_lock())?;
         let catalog = Catalog::load(&paths.catalog_file())?;
-        let store: Box<dyn SecretStore> = Box::new(FileStore::new(paths.store_dir()));
-        debug!(data_dir = %paths.data_dir.display(), backend = store.name(), slots = catalog.slots.len(), "opened");
+        let selection = store::select(&paths)?;
+        debug!(data_dir = %paths.data_dir.display(), backend = %selection.backend, slots = catalog.slots.len(), "opened");
         let mut keeper = Self {
+            stores: Stores::new(&paths),
+            backend: selection.backend,
             paths,
-            store,
             catalog,
             now: Timestamp::now(),
             notices: Vec::new(),
@@ -187,8 +190,9 @@ impl Keeper {
         self.now
     }
 
-    pub fn store_name(&self) -> &'static str {
-        self.store.name()
+    /// The backend new slots go to.
+    pub fn backend(&self) -> Backend {
+        self.backend
     }
 
     fn save(&self) -> Result<()> {
@@ -198,11 +202,12 @@ impl Keeper {
     /// The stored credential of a slot.
     pub fn credential(&self, slot: &Slot) -> Result<Credential> {
         let key = SecretKey::slot(&slot.agent, &slot.id);
-        let secret = self.store.get(&key)?.ok_or_else(|| {
+        let store = self.stores.get(slot.backend);
+        let secret = store.get(&key)?.ok_or_else(|| {
             Error::failure(format!(
                 "the credential of slot '{}' is missing from the {} store",
                 slot.name,
-                self.store.name()
+                store.name()
             ))
             .with_hint(format!(
                 "add it again: tokenkeeper add {} --from stdin",
@@ -211,16 +216,12 @@ impl Keeper {
         })?;
         Credential::parse(
             secret.expose_secret().as_bytes(),
-            &format!(
-                "the {} store entry of slot '{}'",
-                self.store.name(),
-                slot.name
-            ),
+            &format!("the {} store entry of slot '{}'", store.name(), slot.name),
         )
     }
 
     fn put(&self, slot: &Slot, credential: &Credential) -> Result<()> {
-        self.store.put(
+        self.stores.get(slot.backend).put(
             &SecretKey::slot(&slot.agent, &slot.id),
             &credential.to_secret_json(),
         )
@@ -323,7 +324,8 @@ impl Keeper {
                             ),
                         };
                         let name = self.catalog.unique_name(agent.name(), &base);
-                        let mut slot = Slot::new(agent.name(), &name, &credential, self.now);
+                        let mut slot =
+                            Slot::new(agent.name(), &name, &credential, self.backend, self.now);
                         if let Some(profile) = &profile {
                             slot.absorb_profile(profile);
                         }
@@ -423,7 +425,8 @@ impl Keeper {
                             .with_hint(format!("choose another name, or remove the old slot first: tokenkeeper remove {name}")));
                     }
                     None => {
-                        let slot = Slot::new(agent.name(), &name, credential, self.now);
+                        let slot =
+                            Slot::new(agent.name(), &name, credential, self.backend, self.now);
                         self.put(&slot, credential)?;
                         let id = slot.id.clone();
                         self.catalog.slots.push(slot);
@@ -507,7 +510,9 @@ impl Keeper {
         } else {
             None
         };
-        self.store.delete(&SecretKey::slot(&slot.agent, &slot.id))?;
+        self.stores
+            .get(slot.backend)
+            .delete(&SecretKey::slot(&slot.agent, &slot.id))?;
         Ok(Removed { slot, cleared_live })
     }
 }

@@ -18,6 +18,8 @@ const APP_DIR: &str = "tokenkeeper";
 pub struct Paths {
     pub config_dir: PathBuf,
     pub data_dir: PathBuf,
+    /// Where new secrets go when given on the command line (`--backend`); see `store::select`.
+    pub backend: Option<crate::store::BackendArg>,
 }
 
 impl Paths {
@@ -26,6 +28,7 @@ impl Paths {
             return Ok(Self {
                 config_dir: home.clone(),
                 data_dir: home,
+                backend: None,
             });
         }
         let no_home = || {
@@ -36,7 +39,13 @@ impl Paths {
         Ok(Self {
             config_dir: dirs::config_dir().ok_or_else(no_home)?.join(APP_DIR),
             data_dir: dirs::data_dir().ok_or_else(no_home)?.join(APP_DIR),
+            backend: None,
         })
+    }
+
+    /// The configuration file (`backend = "…"`).
+    pub fn config_file(&self) -> PathBuf {
+        self.config_dir.join("config.toml")
     }
 
     /// The slot registry.

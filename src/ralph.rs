@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::paths::Paths;
 use crate::perms;
 use crate::secret::Secret;
-use crate::store::{FileStore, SecretKey, SecretStore};
+use crate::store::{self, SecretKey, SecretStore, Stores};
 
 const MAX_AGENT_LEN: usize = 32;
 
@@ -21,15 +21,21 @@ pub enum Status {
 }
 
 pub struct TokenStore {
-    store: Box<dyn SecretStore>,
+    stores: Stores,
+    backend: store::Backend,
 }
 
 impl TokenStore {
     pub fn open(paths: &Paths) -> Result<Self> {
         perms::ensure_private_dir(&paths.data_dir)?;
         Ok(Self {
-            store: Box::new(FileStore::new(paths.store_dir())),
+            stores: Stores::new(paths),
+            backend: store::select(paths)?.backend,
         })
+    }
+
+    fn backend(&self) -> &dyn SecretStore {
+        self.stores.get(self.backend)
     }
 
     /// Stores what was piped in; returns the stored credential's expiry.
@@ -43,14 +49,14 @@ impl TokenStore {
         let expires_at = credential
             .expires_at()
             .expect("from_input always sets an expiry");
-        self.store
+        self.backend()
             .put(&SecretKey::ralph(agent), &credential.to_secret_json())?;
         Ok((expires_at, form))
     }
 
     pub fn load(&self, agent: &str) -> Result<Option<Credential>> {
         let key = SecretKey::ralph(agent);
-        match self.store.get(&key)? {
+        match self.backend().get(&key)? {
             None => Ok(None),
             Some(secret) => Credential::parse(
                 secret.expose_secret().as_bytes(),

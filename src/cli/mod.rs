@@ -6,6 +6,7 @@
 mod add;
 mod check;
 mod daemon;
+mod doctor;
 mod exec;
 mod export;
 mod get;
@@ -49,6 +50,10 @@ pub struct Cli {
     #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
     pub format: Format,
 
+    /// Where new secrets go [default: TOKENKEEPER_BACKEND, the config file, or auto].
+    #[arg(long, global = true, value_enum)]
+    pub backend: Option<crate::store::BackendArg>,
+
     /// Log what tokenkeeper does to stderr (-v info, -vv debug); tokens are never logged.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -85,6 +90,8 @@ pub enum Command {
     Proxy(Box<proxy::Args>),
     /// Run a command (e.g. claude) behind a private proxy, so it never holds the real token.
     Exec(exec::Args),
+    /// Show which secret store is in use and why, and whether it can be reached.
+    Doctor(doctor::Args),
     /// Store a long-lived token read from stdin (bare token or JSON) for an agent.
     StoreToken(ralph::StoreArgs),
     /// Exit 0 if an agent's stored long-lived token is valid, 1 if expired or missing.
@@ -122,7 +129,8 @@ fn duration(text: &str) -> std::result::Result<std::time::Duration, String> {
 
 /// Runs the parsed command; returns the exit code for commands that report a state by it.
 pub fn run(cli: Cli) -> Result<u8> {
-    let paths = Paths::from_env()?;
+    let mut paths = Paths::from_env()?;
+    paths.backend = cli.backend;
     let format = cli.format;
     match cli.command {
         Command::Add(args) => add::run(args, &paths, format),
@@ -135,6 +143,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Daemon(args) => daemon::run(args, &paths, format),
         Command::Usage(args) => usage::run(args, &paths, format),
         Command::Remove(args) => remove::run(args, &paths, format),
+        Command::Doctor(args) => doctor::run(args, &paths, format),
         Command::Proxy(args) => proxy::run(*args, &paths, format),
         Command::Exec(args) => exec::run(args, &paths),
         Command::StoreToken(args) => ralph::store(args, &paths, format),

@@ -5,8 +5,12 @@
 //! `Secret`.
 
 mod file;
+mod keychain;
+mod select;
 
 pub use file::FileStore;
+pub use keychain::KeychainStore;
+pub use select::{BackendArg, ENV_BACKEND, Selection, select};
 
 use std::fmt;
 
@@ -61,4 +65,56 @@ pub trait SecretStore {
     fn get(&self, key: &SecretKey) -> Result<Option<Secret>>;
     fn put(&self, key: &SecretKey, value: &Secret) -> Result<()>;
     fn delete(&self, key: &SecretKey) -> Result<bool>;
+}
+
+/// The backends a slot's secret can live in. Recorded per slot in the catalog, so slots in
+/// different backends (during a migration, after a change of mind) are all found.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Backend {
+    /// Files under the data directory, 0600.
+    #[default]
+    File,
+    /// The macOS Keychain, through `/usr/bin/security`.
+    Keychain,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::File => "file",
+            Backend::Keychain => "keychain",
+        }
+    }
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Every backend, ready to use. Opening one does no I/O; each reports its own failures (not
+/// reachable, not installed) when used, with the fix.
+pub struct Stores {
+    file: FileStore,
+    keychain: KeychainStore,
+}
+
+impl Stores {
+    pub fn new(paths: &crate::paths::Paths) -> Self {
+        Self {
+            file: FileStore::new(paths.store_dir()),
+            keychain: KeychainStore::from_env(),
+        }
+    }
+
+    pub fn get(&self, backend: Backend) -> &dyn SecretStore {
+        match backend {
+            Backend::File => &self.file,
+            Backend::Keychain => &self.keychain,
+        }
+    }
 }

@@ -4,6 +4,7 @@
 mod support;
 
 mod add;
+mod backends;
 mod bad_input;
 mod crash;
 mod daemon;

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod keychain;
 pub mod provider;
 pub mod server;
 

@@ -1,0 +1,99 @@
+//! `tokenkeeper doctor`: which backend is in use and why, and whether every backend the slots
+//! live in can be reached.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+
+use super::output::{self, Format};
+use crate::catalog::Catalog;
+use crate::error::Result;
+use crate::paths::Paths;
+use crate::store::{self, Backend, SecretKey, Stores};
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+The backend for new secrets comes from --backend, else TOKENKEEPER_BACKEND, else `backend = \"…\"`
+in the config file, else auto (the Keychain on macOS, 0600 files elsewhere). Each backend in use
+is asked for an item that does not exist, to show it can be reached. Exit 1 if one cannot.")]
+pub struct Args {}
+
+struct Check {
+    backend: Backend,
+    slots: usize,
+    error: Option<(String, Option<String>)>,
+}
+
+pub fn run(_args: Args, paths: &Paths, format: Format) -> Result<u8> {
+    let selection = store::select(paths)?;
+    let catalog = Catalog::load(&paths.catalog_file())?;
+    let mut in_use: BTreeMap<&'static str, (Backend, usize)> = BTreeMap::new();
+    in_use.insert(selection.backend.as_str(), (selection.backend, 0));
+    for slot in &catalog.slots {
+        in_use
+            .entry(slot.backend.as_str())
+            .or_insert((slot.backend, 0))
+            .1 += 1;
+    }
+    let stores = Stores::new(paths);
+    let probe = SecretKey {
+        service: store::SLOT_SERVICE.to_string(),
+        account: "doctor-probe".to_string(),
+    };
+    let checks: Vec<Check> = in_use
+        .into_values()
+        .map(|(backend, slots)| Check {
+            backend,
+            slots,
+            error: stores
+                .get(backend)
+                .get(&probe)
+                .err()
+                .map(|err| (err.message().to_string(), err.hint().map(str::to_string))),
+        })
+        .collect();
+    let healthy = checks.iter().all(|check| check.error.is_none());
+
+    if format == Format::Json {
+        let backends: Vec<Value> = checks
+            .iter()
+            .map(|check| {
+                json!({
+                    "backend": check.backend.as_str(),
+                    "slots": check.slots,
+                    "reachable": check.error.is_none(),
+                    "error": check.error.as_ref().map(|(message, _)| message),
+                    "hint": check.error.as_ref().and_then(|(_, hint)| hint.as_ref()),
+                })
+            })
+            .collect();
+        output::json(&json!({
+            "backend": selection.backend.as_str(),
+            "why": selection.why,
+            "config_file": paths.config_file(),
+            "data_dir": paths.data_dir,
+            "backends": backends,
+        }))?;
+    } else {
+        output::line(&format!(
+            "backend: {} ({})",
+            selection.backend, selection.why
+        ))?;
+        output::line(&format!("config file: {}", paths.config_file().display()))?;
+        output::line(&format!("data directory: {}", paths.data_dir.display()))?;
+        for check in &checks {
+            let status = match &check.error {
+                None => "reachable".to_string(),
+                Some((message, Some(hint))) => format!("NOT reachable: {message}\n  hint: {hint}"),
+                Some((message, None)) => format!("NOT reachable: {message}"),
+            };
+            output::line(&format!(
+                "{}: {} slot{}, {status}",
+                check.backend,
+                check.slots,
+                if check.slots == 1 { "" } else { "s" }
+            ))?;
+        }
+    }
+    Ok(if healthy { 0 } else { 1 })
+}

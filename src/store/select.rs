@@ -1,0 +1,127 @@
+//! Which backend new secrets go to: `--backend`, else `TOKENKEEPER_BACKEND`, else `backend` in
+//! the config file, else `auto` — and why, for `doctor`.
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+use super::Backend;
+use crate::error::{Error, Result};
+use crate::paths::Paths;
+
+/// Environment variable naming the backend.
+pub const ENV_BACKEND: &str = "TOKENKEEPER_BACKEND";
+
+/// A backend as the user names it: one of the backends, or `auto`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BackendArg {
+    /// The Keychain on macOS, else the file backend.
+    Auto,
+    /// 0600 files under the data directory.
+    File,
+    /// The macOS Keychain (through /usr/bin/security).
+    Keychain,
+}
+
+/// The backend in use, and where that choice came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Selection {
+    pub backend: Backend,
+    pub why: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    backend: Option<BackendArg>,
+}
+
+/// The backend for new secrets, from the flag (`paths.backend`), the environment, the config
+/// file or the platform's default.
+pub fn select(paths: &Paths) -> Result<Selection> {
+    if let Some(arg) = paths.backend {
+        return Ok(resolve(arg, "--backend"));
+    }
+    if let Some(text) = std::env::var(ENV_BACKEND).ok().filter(|v| !v.is_empty()) {
+        let arg = <BackendArg as clap::ValueEnum>::from_str(&text, true).map_err(|_| {
+            Error::usage(format!("{ENV_BACKEND}={text} is not a backend"))
+                .with_hint("use one of: auto, file, keychain")
+        })?;
+        return Ok(resolve(arg, ENV_BACKEND));
+    }
+    let config = paths.config_file();
+    if let Some(arg) = read_config(&config)?.backend {
+        return Ok(resolve(arg, &config.display().to_string()));
+    }
+    Ok(resolve(BackendArg::Auto, "the default"))
+}
+
+fn resolve(arg: BackendArg, source: &str) -> Selection {
+    let (backend, why) = match arg {
+        BackendArg::File => (Backend::File, format!("set by {source}")),
+        BackendArg::Keychain => (Backend::Keychain, format!("set by {source}")),
+        BackendArg::Auto if cfg!(target_os = "macos") => (
+            Backend::Keychain,
+            format!("auto ({source}): the Keychain on macOS"),
+        ),
+        BackendArg::Auto => (
+            Backend::File,
+            format!("auto ({source}): 0600 files on this platform"),
+        ),
+    };
+    Selection { backend, why }
+}
+
+fn read_config(path: &Path) -> Result<ConfigFile> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(ConfigFile::default()),
+        Err(err) => return Err(Error::io("cannot read", path, err)),
+    };
+    toml::from_str(&text).map_err(|err| {
+        let reason = err.message().to_string();
+        Error::usage(format!("{}: {reason}", path.display()))
+            .with_hint("e.g. backend = \"file\" (one of auto, file, keychain)")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        assert!(
+            read_config(&path).unwrap().backend.is_none(),
+            "missing file"
+        );
+        std::fs::write(&path, "backend = \"keychain\"\n").unwrap();
+        assert_eq!(
+            read_config(&path).unwrap().backend,
+            Some(BackendArg::Keychain)
+        );
+        std::fs::write(&path, "backend = \"vault9\"\n").unwrap();
+        assert!(read_config(&path).is_err());
+        std::fs::write(&path, "colour = \"blue\"\n").unwrap();
+        assert!(read_config(&path).is_err(), "unknown keys are mistakes");
+    }
+
+    #[test]
+    fn auto_follows_the_platform() {
+        let selection = resolve(BackendArg::Auto, "the default");
+        let want = if cfg!(target_os = "macos") {
+            Backend::Keychain
+        } else {
+            Backend::File
+        };
+        assert_eq!(selection.backend, want);
+        assert!(selection.why.starts_with("auto (the default)"));
+        assert_eq!(
+            resolve(BackendArg::File, "--backend").why,
+            "set by --backend"
+        );
+    }
+}

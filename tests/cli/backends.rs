@@ -1,0 +1,165 @@
+//! Choosing a backend (flag, environment, config file, auto), `doctor`, and the keychain
+//! backend driven through the fake `security`.
+
+use crate::support::keychain::FakeKeychain;
+use crate::support::provider::FakeProvider;
+use crate::support::*;
+
+fn keychain_env() -> (Env, FakeKeychain) {
+    let mut env = Env::new();
+    let fake = FakeKeychain::install();
+    env.set("PATH", fake.path_env());
+    (env, fake)
+}
+
+#[test]
+fn slots_go_to_the_keychain_when_chosen_and_no_secret_reaches_argv() {
+    let provider = FakeProvider::start();
+    let (mut env, fake) = keychain_env();
+    for (key, value) in provider.env() {
+        env.set(&key, value);
+    }
+    let login = provider.issue_expired("me@example.com");
+    env.cmd(&["--backend", "keychain", "add", "work", "--from", "stdin"])
+        .stdin(FakeProvider::blob(&login))
+        .ok();
+    let catalog = env.catalog();
+    assert_eq!(catalog["slots"][0]["backend"], "keychain");
+    let id = catalog["slots"][0]["id"].as_str().unwrap().to_string();
+    let stored = fake.item("tokenkeeper", &format!("claude.{id}")).unwrap();
+    assert!(stored.contains(&login.refresh));
+    assert!(
+        env.stored_secrets().is_empty(),
+        "nothing in the file backend"
+    );
+
+    // The slot is found in its backend whatever the default is now; a refresh writes it back.
+    let out = env.cmd(&["get", "work"]).ok();
+    let renewed = out.stdout.trim().to_string();
+    assert_ne!(renewed, login.access);
+    assert!(
+        fake.item("tokenkeeper", &format!("claude.{id}"))
+            .unwrap()
+            .contains(&renewed)
+    );
+    env.cmd(&["remove", "work"]).ok();
+    assert!(fake.items().is_empty());
+
+    assert_eq!(fake.violations(), "");
+    let argv = fake.argv_log();
+    for secret in [&login.access, &login.refresh, &renewed] {
+        assert!(
+            !argv.contains(secret.as_str()),
+            "a token in security's argv"
+        );
+    }
+}
+
+#[test]
+fn ralph_tokens_use_the_ralph_item_names_so_an_existing_one_is_found() {
+    let (mut env, fake) = keychain_env();
+    env.set("TOKENKEEPER_BACKEND", "keychain");
+    // What ralph's own store-token left in the Keychain.
+    let token = access("ralph");
+    let far = now_ms() + 200 * 86_400_000;
+    fake.insert(
+        "claude-token",
+        "agent-loop",
+        &format!(r#"{{"accessToken":"{token}","expiresAt":{far}}}"#),
+    );
+    env.cmd(&["get-token"])
+        .ok()
+        .stdout_is(&format!("{token}\n"));
+    env.cmd(&["check-token"])
+        .ok()
+        .stdout_has("token valid for agent claude");
+
+    env.cmd(&["store-token", "--agent", "codex"])
+        .stdin(access("codex"))
+        .ok();
+    assert!(
+        fake.item("codex-token", "agent-loop")
+            .unwrap()
+            .contains(&access("codex"))
+    );
+    assert_eq!(fake.violations(), "");
+}
+
+#[test]
+fn the_backend_comes_from_the_flag_the_environment_the_config_file_or_auto() {
+    let (mut env, _fake) = keychain_env();
+    let why = |env: &Env, args: &[&str]| {
+        let mut all = vec!["doctor", "--format", "json"];
+        all.extend_from_slice(args);
+        env.cmd(&all).ok().json()
+    };
+    let auto = why(&env, &[]);
+    assert_eq!(auto["backend"], "file");
+    assert!(
+        auto["why"]
+            .as_str()
+            .unwrap()
+            .starts_with("auto (the default)")
+    );
+
+    let config = env.home.join(".config/tokenkeeper/config.toml");
+    std::fs::create_dir_all(config.parent().unwrap()).unwrap();
+    std::fs::write(&config, "backend = \"keychain\"\n").unwrap();
+    let from_file = why(&env, &[]);
+    assert_eq!(from_file["backend"], "keychain");
+    assert_eq!(
+        from_file["why"],
+        format!("set by {}", config.display()).as_str()
+    );
+
+    env.set("TOKENKEEPER_BACKEND", "file");
+    assert_eq!(why(&env, &[])["why"], "set by TOKENKEEPER_BACKEND");
+    let flagged = why(&env, &["--backend", "keychain"]);
+    assert_eq!(flagged["why"], "set by --backend");
+    assert_eq!(flagged["backends"][0]["reachable"], true);
+
+    env.set("TOKENKEEPER_BACKEND", "vault9");
+    env.cmd(&["doctor"])
+        .fails(2)
+        .stderr_has("TOKENKEEPER_BACKEND=vault9 is not a backend");
+    env.unset("TOKENKEEPER_BACKEND");
+    std::fs::write(&config, "backend = 7\n").unwrap();
+    env.cmd(&["list"]).fails(2).stderr_has("config.toml");
+}
+
+#[test]
+fn an_unreachable_keychain_is_one_clear_error_and_nothing_else_is_touched() {
+    let (mut env, _fake) = keychain_env();
+    env.cmd(&["add", "kept", "--from", "stdin"])
+        .stdin(access("kept"))
+        .ok();
+    let before = env.snapshot();
+
+    // Locked.
+    env.cmd(&["--backend", "keychain", "add", "new", "--from", "stdin"])
+        .env("FAKE_KEYCHAIN_LOCKED", "1")
+        .stdin(access("new"))
+        .fails(1)
+        .stderr_has("keychain: cannot write tokenkeeper/claude.")
+        .stderr_has("the Keychain is locked")
+        .stderr_has("hint: unlock it")
+        .hides(&access("new"));
+    assert_eq!(env.snapshot(), before, "nothing changed");
+
+    // Not installed at all.
+    env.set("PATH", "/usr/bin:/bin");
+    env.cmd(&["--backend", "keychain", "store-token"])
+        .stdin(access("x"))
+        .fails(1)
+        .stderr_has("the keychain backend needs the macOS `security` tool")
+        .stderr_has("hint: choose another backend");
+    env.cmd(&["doctor", "--backend", "keychain"])
+        .run()
+        .code(1)
+        .stdout_has("keychain: 0 slots, NOT reachable");
+    // The file slot is still there and readable.
+    env.cmd(&["get", "kept"])
+        .ok()
+        .stdout_is(&format!("{}\n", access("kept")));
+    assert_eq!(env.snapshot(), before);
+}
