@@ -517,6 +517,76 @@ impl Keeper {
     }
 }
 
+impl Keeper {
+    /// Moves one slot's secret to `to`: copy, read back and compare, switch the catalog, then
+    /// delete the old copy. A crash between any two steps leaves the slot readable from the
+    /// backend the catalog names (at worst with a stale copy left in the other).
+    /// Call with the slot's lock held, so no refresh writes the secret meanwhile.
+    pub fn migrate(&mut self, slot_id: &str, to: Backend) -> Result<Migrated> {
+        let slot = self
+            .catalog
+            .get(slot_id)
+            .cloned()
+            .ok_or_else(|| Error::failure("the slot was removed meanwhile"))?;
+        let from = slot.backend;
+        let key = SecretKey::slot(&slot.agent, &slot.id);
+        if from == to {
+            // A migration killed after switching the catalog left the old copy behind: a
+            // secret nobody reads any more. Best effort: a backend that cannot be reached
+            // holds nothing to clean up that this could reach anyway.
+            for other in Backend::ALL.into_iter().filter(|b| *b != to) {
+                if let Ok(true) = self.stores.get(other).delete(&key) {
+                    debug!(slot = %slot.name, backend = %other, "deleted a leftover copy");
+                }
+            }
+            return Ok(Migrated::AlreadyThere);
+        }
+        let secret = self.stores.get(from).get(&key)?.ok_or_else(|| {
+            Error::failure(format!(
+                "the credential of slot '{}' is missing from the {from} store",
+                slot.name
+            ))
+        })?;
+        let target = self.stores.get(to);
+        target.put(&key, &secret)?;
+        failpoint("migrate:after-copy");
+        if target.get(&key)?.as_ref() != Some(&secret) {
+            // Best effort: the catalog still points at the intact original.
+            let _ = target.delete(&key);
+            return Err(Error::failure(format!(
+                "slot '{}' read back from the {to} store differs from what was written; left in the {from} store",
+                slot.name
+            )));
+        }
+        self.catalog.get_mut(slot_id).expect("present").backend = to;
+        self.save()?;
+        failpoint("migrate:after-catalog");
+        let removed = match self.stores.get(from).delete(&key) {
+            Ok(_) => true,
+            Err(err) => {
+                self.notices.push(format!(
+                    "slot '{}' moved, but its old copy in the {from} store could not be deleted: {}",
+                    slot.name,
+                    err.message()
+                ));
+                false
+            }
+        };
+        Ok(Migrated::Moved { from, removed })
+    }
+}
+
+/// What `Keeper::migrate` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Migrated {
+    AlreadyThere,
+    /// `removed`: the old copy is gone (false: it could not be deleted, see the notices).
+    Moved {
+        from: Backend,
+        removed: bool,
+    },
+}
+
 /// The credential Claude Code uses now, with its fingerprint and the account it logged in as.
 pub struct LiveLogin {
     pub credential: Credential,

@@ -11,6 +11,7 @@ mod exec;
 mod export;
 mod get;
 mod list;
+mod migrate;
 mod output;
 mod proxy;
 mod ralph;
@@ -90,6 +91,8 @@ pub enum Command {
     Proxy(Box<proxy::Args>),
     /// Run a command (e.g. claude) behind a private proxy, so it never holds the real token.
     Exec(exec::Args),
+    /// Move slots' secrets to another backend (copy, verify, switch, delete the old copy).
+    Migrate(migrate::Args),
     /// Show which secret store is in use and why, and whether it can be reached.
     Doctor(doctor::Args),
     /// Store a long-lived token read from stdin (bare token or JSON) for an agent.
@@ -143,6 +146,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Daemon(args) => daemon::run(args, &paths, format),
         Command::Usage(args) => usage::run(args, &paths, format),
         Command::Remove(args) => remove::run(args, &paths, format),
+        Command::Migrate(args) => migrate::run(args, &paths, format),
         Command::Doctor(args) => doctor::run(args, &paths, format),
         Command::Proxy(args) => proxy::run(*args, &paths, format),
         Command::Exec(args) => exec::run(args, &paths),

@@ -62,3 +62,15 @@ pub fn slot_json(slot: &Slot, active: bool, now: Timestamp) -> Value {
         "updated_at": slot.updated_at,
     })
 }
+
+/// A progress bar on stderr for work over several slots: hidden for one, and (indicatif's own
+/// rule) drawn only on a terminal. `template` is an indicatif template.
+pub fn progress(total: usize, template: &str) -> indicatif::ProgressBar {
+    use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+    if total < 2 {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
+    bar.set_style(ProgressStyle::with_template(template).expect("the template is valid"));
+    bar
+}

@@ -1,6 +1,5 @@
 //! `tokenkeeper usage [NAME|--all]`
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
@@ -66,7 +65,7 @@ pub fn run(args: Args, paths: &Paths, format: Format) -> Result<u8> {
     }
 
     let names: Vec<String> = slots.iter().map(|s| s.name.clone()).collect();
-    let bar = progress(slots.len());
+    let bar = output::progress(slots.len(), "reading usage {bar:30} {pos}/{len} slots");
     let results = usage::fetch_many(paths, agent, &names, &policy, args.jobs.into(), || {
         bar.inc(1)
     });
@@ -160,17 +159,4 @@ fn render(slot: &Slot, snap: &Snapshot, now: Timestamp) -> String {
         lines.push(format!("  {:<14} {percent:>5}{resets}", window.label));
     }
     lines.join("\n")
-}
-
-/// A bar on stderr when it is a terminal and there is more than one slot; otherwise hidden.
-fn progress(total: usize) -> ProgressBar {
-    if total < 2 {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
-    bar.set_style(
-        ProgressStyle::with_template("reading usage {bar:30} {pos}/{len} slots")
-            .expect("the template is valid"),
-    );
-    bar
 }

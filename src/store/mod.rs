@@ -82,6 +82,8 @@ pub enum Backend {
 }
 
 impl Backend {
+    pub const ALL: [Backend; 2] = [Backend::File, Backend::Keychain];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Backend::File => "file",

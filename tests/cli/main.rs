@@ -13,6 +13,7 @@ mod export_remove;
 mod get_check;
 mod help;
 mod list;
+mod migrate;
 mod proxy;
 mod ralph;
 mod refresh;
