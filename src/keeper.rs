@@ -28,8 +28,8 @@ use crate::usage::Snapshot;
 pub struct Keeper {
     paths: Paths,
     stores: Stores,
-    /// Where new slots' secrets go.
-    backend: Backend,
+    /// Where new slots' secrets go: chosen when first needed, since `auto` may ask D-Bus.
+    backend: std::cell::OnceCell<Backend>,
     catalog: Catalog,
     now: Timestamp,
     /// Things the user should hear about that are not errors (printed to stderr).
@@ -65,11 +65,10 @@ impl Keeper {
         perms::ensure_private_dir(&paths.data_dir)?;
         let lock = FileLock::acquire(&paths.state_lock())?;
         let catalog = Catalog::load(&paths.catalog_file())?;
-        let selection = store::select(&paths)?;
-        debug!(data_dir = %paths.data_dir.display(), backend = %selection.backend, slots = catalog.slots.len(), "opened");
+        debug!(data_dir = %paths.data_dir.display(), slots = catalog.slots.len(), "opened");
         let mut keeper = Self {
             stores: Stores::new(&paths),
-            backend: selection.backend,
+            backend: std::cell::OnceCell::new(),
             paths,
             catalog,
             now: Timestamp::now(),
@@ -191,8 +190,13 @@ impl Keeper {
     }
 
     /// The backend new slots go to.
-    pub fn backend(&self) -> Backend {
-        self.backend
+    pub fn backend(&self) -> Result<Backend> {
+        if let Some(backend) = self.backend.get() {
+            return Ok(*backend);
+        }
+        let selection = store::select(&self.paths)?;
+        debug!(backend = %selection.backend, why = %selection.why, "backend for new secrets");
+        Ok(*self.backend.get_or_init(|| selection.backend))
     }
 
     fn save(&self) -> Result<()> {
@@ -325,7 +329,7 @@ impl Keeper {
                         };
                         let name = self.catalog.unique_name(agent.name(), &base);
                         let mut slot =
-                            Slot::new(agent.name(), &name, &credential, self.backend, self.now);
+                            Slot::new(agent.name(), &name, &credential, self.backend()?, self.now);
                         if let Some(profile) = &profile {
                             slot.absorb_profile(profile);
                         }
@@ -426,7 +430,7 @@ impl Keeper {
                     }
                     None => {
                         let slot =
-                            Slot::new(agent.name(), &name, credential, self.backend, self.now);
+                            Slot::new(agent.name(), &name, credential, self.backend()?, self.now);
                         self.put(&slot, credential)?;
                         let id = slot.id.clone();
                         self.catalog.slots.push(slot);

@@ -6,10 +6,12 @@
 
 mod file;
 mod keychain;
+mod secret_service;
 mod select;
 
 pub use file::FileStore;
 pub use keychain::KeychainStore;
+pub use secret_service::SecretServiceStore;
 pub use select::{BackendArg, ENV_BACKEND, Selection, select};
 
 use std::fmt;
@@ -79,15 +81,18 @@ pub enum Backend {
     File,
     /// The macOS Keychain, through `/usr/bin/security`.
     Keychain,
+    /// The Secret Service on the session D-Bus (GNOME Keyring, KWallet).
+    SecretService,
 }
 
 impl Backend {
-    pub const ALL: [Backend; 2] = [Backend::File, Backend::Keychain];
+    pub const ALL: [Backend; 3] = [Backend::File, Backend::Keychain, Backend::SecretService];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Backend::File => "file",
             Backend::Keychain => "keychain",
+            Backend::SecretService => "secret-service",
         }
     }
 }
@@ -103,6 +108,7 @@ impl fmt::Display for Backend {
 pub struct Stores {
     file: FileStore,
     keychain: KeychainStore,
+    secret_service: SecretServiceStore,
 }
 
 impl Stores {
@@ -110,6 +116,7 @@ impl Stores {
         Self {
             file: FileStore::new(paths.store_dir()),
             keychain: KeychainStore::from_env(),
+            secret_service: SecretServiceStore,
         }
     }
 
@@ -117,6 +124,7 @@ impl Stores {
         match backend {
             Backend::File => &self.file,
             Backend::Keychain => &self.keychain,
+            Backend::SecretService => &self.secret_service,
         }
     }
 }

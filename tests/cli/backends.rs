@@ -124,7 +124,11 @@ fn the_backend_comes_from_the_flag_the_environment_the_config_file_or_auto() {
         .stderr_has("TOKENKEEPER_BACKEND=vault9 is not a backend");
     env.unset("TOKENKEEPER_BACKEND");
     std::fs::write(&config, "backend = 7\n").unwrap();
-    env.cmd(&["list"]).fails(2).stderr_has("config.toml");
+    env.cmd(&["add", "x", "--from", "stdin"])
+        .stdin(access("x"))
+        .fails(2)
+        .stderr_has("config.toml");
+    assert!(env.stored_secrets().is_empty());
 }
 
 #[test]
@@ -162,4 +166,69 @@ fn an_unreachable_keychain_is_one_clear_error_and_nothing_else_is_touched() {
         .ok()
         .stdout_is(&format!("{}\n", access("kept")));
     assert_eq!(env.snapshot(), before);
+}
+
+/// The session bus the tests run in (scripts/with-keyring starts one with GNOME Keyring).
+fn session_bus() -> String {
+    std::env::var("DBUS_SESSION_BUS_ADDRESS").expect(
+        "no D-Bus session: run the tests through scripts/test (or scripts/with-keyring cargo test)",
+    )
+}
+
+#[test]
+fn slots_go_to_gnome_keyring_over_d_bus_and_auto_picks_it_when_it_answers() {
+    use tokenkeeper::store::{SecretKey, SecretServiceStore, SecretStore};
+    let provider = FakeProvider::start();
+    let mut env = Env::with_provider(&provider);
+    env.set("DBUS_SESSION_BUS_ADDRESS", session_bus());
+    let doctor = env.cmd(&["doctor", "--format", "json"]).ok().json();
+    assert_eq!(doctor["backend"], "secret-service");
+    assert_eq!(
+        doctor["why"],
+        "auto (the default): a Secret Service answers on the session bus"
+    );
+
+    let login = provider.issue_expired("me@example.com");
+    env.add_login("work", &login);
+    let slot = &env.catalog()["slots"][0];
+    assert_eq!(slot["backend"], "secret-service");
+    let key = SecretKey::slot("claude", slot["id"].as_str().unwrap());
+    let stored = SecretServiceStore.get(&key).unwrap().unwrap();
+    assert!(stored.expose_secret().contains(&login.refresh));
+    assert!(
+        env.stored_secrets().is_empty(),
+        "nothing in the file backend"
+    );
+
+    // Refreshed through the lifecycle, written back to the keyring.
+    let renewed = env.cmd(&["get", "work"]).ok().stdout.trim().to_string();
+    assert_ne!(renewed, login.access);
+    let stored = SecretServiceStore.get(&key).unwrap().unwrap();
+    assert!(stored.expose_secret().contains(&renewed));
+
+    // And migrated out and back.
+    env.cmd(&["migrate", "--to", "file", "work"]).ok();
+    assert!(SecretServiceStore.get(&key).unwrap().is_none());
+    env.cmd(&["migrate", "--to", "secret-service", "work"]).ok();
+    assert!(env.stored_secrets().is_empty());
+    env.cmd(&["remove", "work"]).ok();
+    assert!(SecretServiceStore.get(&key).unwrap().is_none());
+}
+
+#[test]
+fn no_session_bus_is_one_clear_error_naming_the_backend() {
+    let mut env = Env::new();
+    env.set("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent/bus");
+    // auto does not pick an unreachable Secret Service.
+    assert_eq!(
+        env.cmd(&["doctor", "--format", "json"]).ok().json()["backend"],
+        "file"
+    );
+    env.cmd(&["--backend", "secret-service", "store-token"])
+        .stdin(access("x"))
+        .fails(1)
+        .stderr_has("secret-service: cannot write claude-token/agent-loop: no Secret Service on the session bus")
+        .stderr_has("hint: start a keyring")
+        .hides(&access("x"));
+    assert!(env.stored_secrets().is_empty());
 }

@@ -7,7 +7,7 @@ mod support;
 use std::sync::Arc;
 
 use tokenkeeper::secret::Secret;
-use tokenkeeper::store::{FileStore, KeychainStore, SecretKey, SecretStore};
+use tokenkeeper::store::{FileStore, KeychainStore, SecretKey, SecretServiceStore, SecretStore};
 
 use support::keychain::FakeKeychain;
 
@@ -185,4 +185,13 @@ fn the_keychain_backend_reports_a_locked_keychain_with_the_fix() {
         "{}",
         err.message()
     );
+}
+
+#[test]
+fn the_secret_service_backend_conforms_against_gnome_keyring() {
+    assert!(
+        std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_some(),
+        "no D-Bus session: run the tests through scripts/test (or scripts/with-keyring cargo test)"
+    );
+    conformance(Arc::new(SecretServiceStore));
 }
