@@ -34,3 +34,9 @@ pub fn client() -> &'static Client {
 pub fn block_on<F: Future>(future: F) -> F::Output {
     net().runtime.block_on(future)
 }
+
+/// Makes ring rustls's process-wide crypto provider, which reqwest's clients need. Installing
+/// twice is harmless; the first provider wins.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

@@ -131,7 +131,7 @@ pub struct Client {
 
 impl Client {
     pub fn new(endpoints: Endpoints) -> Self {
-        install_crypto_provider();
+        crate::net::install_crypto_provider();
         let http = reqwest::Client::builder()
             .user_agent(endpoints.user_agent.clone())
             .connect_timeout(CONNECT_TIMEOUT)
@@ -348,9 +348,4 @@ fn parse_tokens(value: Value) -> Result<Tokens, ProviderError> {
 /// Tokens from a refresh, applied at `now`.
 pub fn expires_at(tokens: &Tokens, now: Timestamp) -> Option<Timestamp> {
     tokens.expires_in.map(|d| now + d)
-}
-
-fn install_crypto_provider() {
-    // Installing twice is harmless; the first provider wins.
-    let _ = rustls::crypto::ring::default_provider().install_default();
 }

@@ -6,11 +6,13 @@
 
 mod file;
 mod keychain;
+mod openbao;
 mod secret_service;
 mod select;
 
 pub use file::FileStore;
 pub use keychain::KeychainStore;
+pub use openbao::{OpenBaoConfig, OpenBaoStore};
 pub use secret_service::SecretServiceStore;
 pub use select::{BackendArg, ENV_BACKEND, Selection, select};
 
@@ -83,16 +85,25 @@ pub enum Backend {
     Keychain,
     /// The Secret Service on the session D-Bus (GNOME Keyring, KWallet).
     SecretService,
+    /// An OpenBao or Vault KV v2 engine over HTTP.
+    #[serde(rename = "openbao")]
+    OpenBao,
 }
 
 impl Backend {
-    pub const ALL: [Backend; 3] = [Backend::File, Backend::Keychain, Backend::SecretService];
+    pub const ALL: [Backend; 4] = [
+        Backend::File,
+        Backend::Keychain,
+        Backend::SecretService,
+        Backend::OpenBao,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Backend::File => "file",
             Backend::Keychain => "keychain",
             Backend::SecretService => "secret-service",
+            Backend::OpenBao => "openbao",
         }
     }
 }
@@ -109,6 +120,7 @@ pub struct Stores {
     file: FileStore,
     keychain: KeychainStore,
     secret_service: SecretServiceStore,
+    openbao: OpenBaoStore,
 }
 
 impl Stores {
@@ -117,6 +129,7 @@ impl Stores {
             file: FileStore::new(paths.store_dir()),
             keychain: KeychainStore::from_env(),
             secret_service: SecretServiceStore,
+            openbao: OpenBaoStore::default(),
         }
     }
 
@@ -125,6 +138,7 @@ impl Stores {
             Backend::File => &self.file,
             Backend::Keychain => &self.keychain,
             Backend::SecretService => &self.secret_service,
+            Backend::OpenBao => &self.openbao,
         }
     }
 }

@@ -24,6 +24,10 @@ pub enum BackendArg {
     Keychain,
     /// The Secret Service over D-Bus (GNOME Keyring, KWallet).
     SecretService,
+    /// OpenBao or Vault (KV v2), from BAO_ADDR and BAO_TOKEN.
+    #[value(name = "openbao")]
+    #[serde(rename = "openbao")]
+    OpenBao,
 }
 
 /// The backend in use, and where that choice came from.
@@ -48,7 +52,7 @@ pub fn select(paths: &Paths) -> Result<Selection> {
     if let Some(text) = std::env::var(ENV_BACKEND).ok().filter(|v| !v.is_empty()) {
         let arg = <BackendArg as clap::ValueEnum>::from_str(&text, true).map_err(|_| {
             Error::usage(format!("{ENV_BACKEND}={text} is not a backend"))
-                .with_hint("use one of: auto, file, keychain, secret-service")
+                .with_hint("use one of: auto, file, keychain, secret-service, openbao")
         })?;
         return Ok(resolve(arg, ENV_BACKEND));
     }
@@ -64,6 +68,7 @@ fn resolve(arg: BackendArg, source: &str) -> Selection {
         BackendArg::File => (Backend::File, format!("set by {source}")),
         BackendArg::Keychain => (Backend::Keychain, format!("set by {source}")),
         BackendArg::SecretService => (Backend::SecretService, format!("set by {source}")),
+        BackendArg::OpenBao => (Backend::OpenBao, format!("set by {source}")),
         BackendArg::Auto if cfg!(target_os = "macos") => (
             Backend::Keychain,
             format!("auto ({source}): the Keychain on macOS"),
@@ -88,8 +93,9 @@ fn read_config(path: &Path) -> Result<ConfigFile> {
     };
     toml::from_str(&text).map_err(|err| {
         let reason = err.message().to_string();
-        Error::usage(format!("{}: {reason}", path.display()))
-            .with_hint("e.g. backend = \"file\" (one of auto, file, keychain, secret-service)")
+        Error::usage(format!("{}: {reason}", path.display())).with_hint(
+            "e.g. backend = \"file\" (one of auto, file, keychain, secret-service, openbao)",
+        )
     })
 }
 

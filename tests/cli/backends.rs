@@ -232,3 +232,59 @@ fn no_session_bus_is_one_clear_error_naming_the_backend() {
         .hides(&access("x"));
     assert!(env.stored_secrets().is_empty());
 }
+
+#[test]
+fn slots_live_in_openbao_and_a_sealed_down_or_refused_server_is_one_clear_error() {
+    use crate::support::openbao::OpenBao;
+    let bao = OpenBao::start();
+    let provider = FakeProvider::start();
+    let mut env = Env::with_provider(&provider);
+    for (key, value) in bao.env() {
+        env.set(&key, value);
+    }
+    env.set("TOKENKEEPER_BACKEND", "openbao");
+    let login = provider.issue_expired("me@example.com");
+    env.add_login("work", &login);
+    assert_eq!(env.catalog()["slots"][0]["backend"], "openbao");
+    assert!(
+        env.stored_secrets().is_empty(),
+        "nothing in the file backend"
+    );
+    let out = env.cmd(&["get", "work"]).ok();
+    let renewed = out.stdout.trim().to_string();
+    assert_ne!(renewed, login.access);
+    // Read back through the library: the renewed credential is what OpenBao holds.
+    let doctor = env.cmd(&["doctor", "--format", "json", "-vvv"]).ok();
+    doctor.hides(&bao.token).hides(&renewed);
+    assert_eq!(doctor.json()["backends"][0]["reachable"], true);
+    env.cmd(&["export", "work"]).ok().stdout_has(&renewed);
+
+    // A wrong token.
+    env.cmd(&["get", "work"])
+        .env("BAO_TOKEN", "not-the-token")
+        .fails(1)
+        .stderr_has("openbao: cannot read tokenkeeper/claude.")
+        .stderr_has("permission denied")
+        .stderr_has("hint: check BAO_TOKEN");
+    // Sealed.
+    bao.seal();
+    env.cmd(&["get", "work"])
+        .fails(1)
+        .stderr_has("is sealed")
+        .stderr_has("hint: unseal it: bao operator unseal")
+        .hides(&bao.token);
+    // Down.
+    let address = bao.address.clone();
+    drop(bao);
+    env.cmd(&["get", "work"])
+        .fails(1)
+        .stderr_has(&format!("openbao: cannot reach {address}"))
+        .stderr_has("hint: is OpenBao running there?");
+    // No configuration at all.
+    env.unset("BAO_ADDR");
+    env.cmd(&["store-token"])
+        .stdin(access("x"))
+        .fails(1)
+        .stderr_has("openbao: no server address")
+        .stderr_has("hint: set BAO_ADDR");
+}

@@ -7,9 +7,13 @@ mod support;
 use std::sync::Arc;
 
 use tokenkeeper::secret::Secret;
-use tokenkeeper::store::{FileStore, KeychainStore, SecretKey, SecretServiceStore, SecretStore};
+use tokenkeeper::store::{
+    FileStore, KeychainStore, OpenBaoConfig, OpenBaoStore, SecretKey, SecretServiceStore,
+    SecretStore,
+};
 
 use support::keychain::FakeKeychain;
+use support::openbao::OpenBao;
 
 fn key(service: &str, account: &str) -> SecretKey {
     SecretKey {
@@ -194,4 +198,16 @@ fn the_secret_service_backend_conforms_against_gnome_keyring() {
         "no D-Bus session: run the tests through scripts/test (or scripts/with-keyring cargo test)"
     );
     conformance(Arc::new(SecretServiceStore));
+}
+
+#[test]
+fn the_openbao_backend_conforms_against_a_dev_server() {
+    let bao = OpenBao::start();
+    conformance(Arc::new(OpenBaoStore::new(OpenBaoConfig {
+        address: bao.address.clone(),
+        token: Secret::new(bao.token.clone()),
+        mount: "secret".into(),
+        prefix: "team/tokenkeeper".into(),
+        ca_cert: None,
+    })));
 }

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod keychain;
+pub mod openbao;
 pub mod provider;
 pub mod server;
 
