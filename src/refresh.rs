@@ -23,11 +23,14 @@ use crate::lock::{ClaudeLock, FileLock};
 use crate::net;
 use crate::paths::Paths;
 use crate::provider::ProviderError;
+use crate::store::{SecretKey, Stores};
 
 /// Environment variable overriding the refresh margin (e.g. `10m`, `1h`, `90s`).
 pub const ENV_MARGIN: &str = "TOKENKEEPER_REFRESH_MARGIN";
 /// How long to wait for Claude Code's refresh lock.
 const CLAUDE_LOCK_WAIT: Duration = Duration::from_secs(30);
+/// How long to wait for another machine's refresh of a slot in a shared backend.
+const SHARED_LEASE_WAIT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Policy {
@@ -198,6 +201,12 @@ pub fn ensure_fresh(
     } else {
         None
     };
+
+    // 2b. A backend other machines share (OpenBao) holds a lease too: one refresh per lineage
+    //     across every install that uses it. Released after the new tokens are stored (6).
+    let _shared = Stores::new(paths)
+        .get(slot.backend)
+        .lease(&SecretKey::slot(&slot.agent, &slot.id), SHARED_LEASE_WAIT)?;
 
     // 3. Re-read under the locks: someone may have refreshed while we waited.
     let (credential, live_before) = {

@@ -69,6 +69,30 @@ pub trait SecretStore {
     fn get(&self, key: &SecretKey) -> Result<Option<Secret>>;
     fn put(&self, key: &SecretKey, value: &Secret) -> Result<()>;
     fn delete(&self, key: &SecretKey) -> Result<bool>;
+
+    /// For a backend several machines share: the right to refresh `key`'s lineage, held
+    /// until the returned lease is dropped, waiting up to `wait` for another holder. Backends
+    /// on one machine need none (the local slot lock is enough) and return `None`.
+    fn lease(&self, _key: &SecretKey, _wait: std::time::Duration) -> Result<Option<Lease>> {
+        Ok(None)
+    }
+}
+
+/// A refresh lease taken from a shared backend; released when dropped.
+pub struct Lease(Option<Box<dyn FnOnce() + Send>>);
+
+impl Lease {
+    pub fn new(release: impl FnOnce() + Send + 'static) -> Self {
+        Self(Some(Box::new(release)))
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(release) = self.0.take() {
+            release();
+        }
+    }
 }
 
 /// The backends a slot's secret can live in. Recorded per slot in the catalog, so slots in

@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::net;
 use crate::paths::env_path;
 use crate::secret::Secret;
-use crate::store::{SecretKey, SecretStore};
+use crate::store::{Lease, SecretKey, SecretStore};
 
 pub const ENV_MOUNT: &str = "TOKENKEEPER_OPENBAO_MOUNT";
 pub const ENV_PREFIX: &str = "TOKENKEEPER_OPENBAO_PREFIX";
@@ -134,6 +134,32 @@ impl Server {
         )
     }
 
+    /// Where the refresh lease of `key` is kept.
+    fn lease_url(&self, key: &SecretKey) -> String {
+        format!(
+            "{}/v1/{}/data/{}/_leases/{}/{}",
+            self.address,
+            self.mount,
+            self.prefix,
+            encode(&key.service),
+            encode(&key.account)
+        )
+    }
+
+    /// The lease record's version (0: none yet) and holder, if it is held and not expired.
+    async fn lease_state(&self, url: &str, what: &str) -> Result<(u64, Option<String>)> {
+        let Some(body) = self.call(Method::GET, url, None, what).await? else {
+            return Ok((0, None));
+        };
+        let version = body["data"]["metadata"]["version"].as_u64().unwrap_or(0);
+        let data = &body["data"]["data"];
+        let holder = data["holder"].as_str().filter(|h| !h.is_empty());
+        let live = data["expires_at_ms"]
+            .as_i64()
+            .is_some_and(|at| at > now_ms());
+        Ok((version, holder.filter(|_| live).map(str::to_string)))
+    }
+
     /// Sends a request; `Ok(None)` for 404, the JSON body otherwise; errors say what to fix.
     async fn call(
         &self,
@@ -142,6 +168,29 @@ impl Server {
         body: Option<&Value>,
         what: &str,
     ) -> Result<Option<Value>> {
+        let (status, json) = self.send(method, url, body).await?;
+        self.check(status, json, what)
+    }
+
+    /// A write that only succeeds if the secret is still at `cas` (0: does not exist yet).
+    /// `Ok(false)`: someone else wrote first.
+    async fn write_if(&self, url: &str, cas: u64, data: Value, what: &str) -> Result<bool> {
+        let body = json!({"options": {"cas": cas}, "data": data});
+        let (status, json) = self.send(Method::POST, url, Some(&body)).await?;
+        let lost = status == StatusCode::BAD_REQUEST
+            && errors_of(&json).iter().any(|e| e.contains("check-and-set"));
+        if lost {
+            return Ok(false);
+        }
+        self.check(status, json, what).map(|_| true)
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<&Value>,
+    ) -> Result<(StatusCode, Value)> {
         let mut request = self
             .http
             .request(method, url)
@@ -158,11 +207,12 @@ impl Server {
         })?;
         let status = response.status();
         let text = response.text().await.unwrap_or_default();
-        let json: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-        let errors: Vec<&str> = json["errors"]
-            .as_array()
-            .map(|list| list.iter().filter_map(Value::as_str).collect())
-            .unwrap_or_default();
+        Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
+    }
+
+    /// The body of a successful answer, `None` for 404, or an error that says what to fix.
+    fn check(&self, status: StatusCode, json: Value, what: &str) -> Result<Option<Value>> {
+        let errors = errors_of(&json);
         match status {
             _ if status.is_success() => Ok(Some(json)),
             StatusCode::NOT_FOUND if errors.is_empty() => Ok(None),
@@ -198,6 +248,13 @@ impl Server {
     }
 }
 
+fn errors_of(json: &Value) -> Vec<&str> {
+    json["errors"]
+        .as_array()
+        .map(|list| list.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
+}
+
 fn read_token_file() -> Result<Secret> {
     let path: PathBuf = env_path(ENV_TOKEN_FILE)
         .or_else(|| dirs::home_dir().map(|home| home.join(".vault-token")))
@@ -222,9 +279,81 @@ fn encode(name: &str) -> String {
         .collect()
 }
 
+/// How long a lease lasts if its holder dies without releasing it: as Claude Code's own lock.
+const LEASE_TTL_MS: i64 = 60_000;
+const LEASE_POLL: Duration = Duration::from_millis(150);
+
+fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}
+
+/// Who holds a lease: host, process and a random part, so a message can say where.
+fn holder_id() -> String {
+    let host = nix::unistd::gethostname()
+        .ok()
+        .and_then(|name| name.into_string().ok())
+        .unwrap_or_else(|| "unknown-host".into());
+    let mut random = [0u8; 4];
+    let _ = getrandom::fill(&mut random);
+    format!(
+        "{host}:{}:{:08x}",
+        std::process::id(),
+        u32::from_be_bytes(random)
+    )
+}
+
 impl SecretStore for OpenBaoStore {
     fn name(&self) -> &'static str {
         "openbao"
+    }
+
+    /// A check-and-set record beside the secret: the one writer of version N+1 holds it.
+    /// Expires after a minute so that a holder that died does not block the lineage.
+    fn lease(&self, key: &SecretKey, wait: Duration) -> Result<Option<Lease>> {
+        let server = self.server()?;
+        let url = server.lease_url(key);
+        let holder = holder_id();
+        let what = format!("take the refresh lease of {key}");
+        let deadline = std::time::Instant::now() + wait;
+        net::block_on(async {
+            loop {
+                let (version, held_by) = server.lease_state(&url, &what).await?;
+                match held_by {
+                    None => {
+                        let data =
+                            json!({"holder": holder, "expires_at_ms": now_ms() + LEASE_TTL_MS});
+                        if server.write_if(&url, version, data, &what).await? {
+                            return Ok(());
+                        }
+                        // Another machine took it between our read and write; look again.
+                    }
+                    Some(other) if std::time::Instant::now() >= deadline => {
+                        return Err(Error::failure(format!(
+                            "openbao: {key} is being refreshed by {other} for longer than {}s",
+                            wait.as_secs()
+                        ))
+                        .with_hint(
+                            "try again shortly; a holder that died lets go within a minute",
+                        ));
+                    }
+                    Some(_) => tokio::time::sleep(LEASE_POLL).await,
+                }
+            }
+        })?;
+        Ok(Some(Lease::new(move || {
+            // Let go only if it is still ours (it may have expired and been taken meanwhile).
+            let released = net::block_on(async {
+                let (version, held_by) = server.lease_state(&url, &what).await?;
+                if held_by.as_deref() == Some(holder.as_str()) {
+                    let data = json!({"holder": "", "expires_at_ms": 0});
+                    server.write_if(&url, version, data, &what).await?;
+                }
+                Ok::<_, Error>(())
+            });
+            if let Err(err) = released {
+                tracing::warn!(error = %err.message(), "could not release a refresh lease; it expires within a minute");
+            }
+        })))
     }
 
     fn get(&self, key: &SecretKey) -> Result<Option<Secret>> {

@@ -288,3 +288,71 @@ fn slots_live_in_openbao_and_a_sealed_down_or_refused_server_is_one_clear_error(
         .stderr_has("openbao: no server address")
         .stderr_has("hint: set BAO_ADDR");
 }
+
+#[test]
+fn two_installs_sharing_openbao_refresh_a_slot_exactly_once() {
+    use crate::support::openbao::OpenBao;
+    use crate::support::provider::Failure;
+    use std::time::Duration;
+    let bao = OpenBao::start();
+    let provider = FakeProvider::start();
+    let install = || {
+        let mut env = Env::with_provider(&provider);
+        for (key, value) in bao.env() {
+            env.set(&key, value);
+        }
+        env.set("TOKENKEEPER_BACKEND", "openbao");
+        env
+    };
+    let (a, b) = (install(), install());
+    let login = provider.issue_expired("team@example.com");
+    a.add_login("team", &login);
+    // The second install knows the same slot (a shared or copied catalog): same id, same key.
+    b.cmd(&["list", "--no-usage"]).ok();
+    std::fs::copy(
+        a.data_dir().join("slots.json"),
+        b.data_dir().join("slots.json"),
+    )
+    .unwrap();
+
+    for round in 0..3 {
+        if round > 0 {
+            // Make the token due again for the next round.
+            provider.set_access_lifetime(Duration::from_secs(1));
+            a.cmd(&["refresh", "team", "--force"]).ok();
+            provider.set_access_lifetime(Duration::from_secs(8 * 3600));
+            std::thread::sleep(Duration::from_millis(1100));
+        }
+        let served = provider.refreshes_served();
+        // The first refresh request to arrive is slow: the other install must wait for it, not
+        // spend the same refresh token (which would revoke the whole family).
+        provider.fail_next(1, Failure::Slow(Duration::from_millis(800)));
+        let first = a.cmd(&["refresh", "team"]).spawn_piped();
+        let second = b.cmd(&["refresh", "team"]).spawn_piped();
+        let (first, second) = (finish(first, 60), finish(second, 60));
+        for out in [&first, &second] {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success(), "round {round}: {stderr}");
+        }
+        assert_eq!(
+            provider.refreshes_served(),
+            served + 1,
+            "round {round}: exactly one refresh"
+        );
+        let (token_a, token_b) = (a.access_token_of("team"), b.access_token_of("team"));
+        assert_eq!(token_a, token_b, "both installs end with the new token");
+        assert!(
+            provider.is_current(&a.refresh_token_of("team")),
+            "round {round}"
+        );
+        let outputs = [&first, &second].map(|o| String::from_utf8_lossy(&o.stdout).to_string());
+        assert!(
+            outputs.iter().any(|o| o.contains("refreshed 'team'")),
+            "{outputs:?}"
+        );
+        assert!(
+            outputs.iter().any(|o| o.contains("another process")),
+            "the other install took up the new token: {outputs:?}"
+        );
+    }
+}
