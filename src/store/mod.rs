@@ -6,12 +6,14 @@
 
 mod file;
 mod keychain;
+mod onepassword;
 mod openbao;
 mod secret_service;
 mod select;
 
 pub use file::FileStore;
 pub use keychain::KeychainStore;
+pub use onepassword::OnePasswordStore;
 pub use openbao::{OpenBaoConfig, OpenBaoStore};
 pub use secret_service::SecretServiceStore;
 pub use select::{BackendArg, ENV_BACKEND, Selection, select};
@@ -112,14 +114,18 @@ pub enum Backend {
     /// An OpenBao or Vault KV v2 engine over HTTP.
     #[serde(rename = "openbao")]
     OpenBao,
+    /// 1Password, through the `op` CLI.
+    #[serde(rename = "1password")]
+    OnePassword,
 }
 
 impl Backend {
-    pub const ALL: [Backend; 4] = [
+    pub const ALL: [Backend; 5] = [
         Backend::File,
         Backend::Keychain,
         Backend::SecretService,
         Backend::OpenBao,
+        Backend::OnePassword,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -128,6 +134,7 @@ impl Backend {
             Backend::Keychain => "keychain",
             Backend::SecretService => "secret-service",
             Backend::OpenBao => "openbao",
+            Backend::OnePassword => "1password",
         }
     }
 }
@@ -145,6 +152,7 @@ pub struct Stores {
     keychain: KeychainStore,
     secret_service: SecretServiceStore,
     openbao: OpenBaoStore,
+    onepassword: OnePasswordStore,
 }
 
 impl Stores {
@@ -154,6 +162,7 @@ impl Stores {
             keychain: KeychainStore::from_env(),
             secret_service: SecretServiceStore,
             openbao: OpenBaoStore::default(),
+            onepassword: OnePasswordStore::default(),
         }
     }
 
@@ -163,6 +172,7 @@ impl Stores {
             Backend::Keychain => &self.keychain,
             Backend::SecretService => &self.secret_service,
             Backend::OpenBao => &self.openbao,
+            Backend::OnePassword => &self.onepassword,
         }
     }
 }

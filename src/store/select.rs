@@ -28,6 +28,10 @@ pub enum BackendArg {
     #[value(name = "openbao")]
     #[serde(rename = "openbao")]
     OpenBao,
+    /// 1Password, through the `op` CLI (TOKENKEEPER_OP_VAULT, TOKENKEEPER_OP_ACCOUNT).
+    #[value(name = "1password")]
+    #[serde(rename = "1password")]
+    OnePassword,
 }
 
 /// The backend in use, and where that choice came from.
@@ -52,7 +56,7 @@ pub fn select(paths: &Paths) -> Result<Selection> {
     if let Some(text) = std::env::var(ENV_BACKEND).ok().filter(|v| !v.is_empty()) {
         let arg = <BackendArg as clap::ValueEnum>::from_str(&text, true).map_err(|_| {
             Error::usage(format!("{ENV_BACKEND}={text} is not a backend"))
-                .with_hint("use one of: auto, file, keychain, secret-service, openbao")
+                .with_hint("use one of: auto, file, keychain, secret-service, openbao, 1password")
         })?;
         return Ok(resolve(arg, ENV_BACKEND));
     }
@@ -69,6 +73,7 @@ fn resolve(arg: BackendArg, source: &str) -> Selection {
         BackendArg::Keychain => (Backend::Keychain, format!("set by {source}")),
         BackendArg::SecretService => (Backend::SecretService, format!("set by {source}")),
         BackendArg::OpenBao => (Backend::OpenBao, format!("set by {source}")),
+        BackendArg::OnePassword => (Backend::OnePassword, format!("set by {source}")),
         BackendArg::Auto if cfg!(target_os = "macos") => (
             Backend::Keychain,
             format!("auto ({source}): the Keychain on macOS"),
@@ -94,7 +99,7 @@ fn read_config(path: &Path) -> Result<ConfigFile> {
     toml::from_str(&text).map_err(|err| {
         let reason = err.message().to_string();
         Error::usage(format!("{}: {reason}", path.display())).with_hint(
-            "e.g. backend = \"file\" (one of auto, file, keychain, secret-service, openbao)",
+            "e.g. backend = \"file\" (one of auto, file, keychain, secret-service, openbao, 1password)",
         )
     })
 }

@@ -356,3 +356,66 @@ fn two_installs_sharing_openbao_refresh_a_slot_exactly_once() {
         );
     }
 }
+
+#[test]
+fn slots_live_in_1password_and_a_failed_write_leaves_nothing_behind() {
+    use crate::support::keychain::FakeOnePassword;
+    let provider = FakeProvider::start();
+    let fake = FakeOnePassword::install();
+    let mut env = Env::with_provider(&provider);
+    env.set("PATH", fake.path_env());
+    env.set("TOKENKEEPER_BACKEND", "1password");
+    env.set("TOKENKEEPER_OP_VAULT", "Agents");
+    // A write that does not read back: the new item is removed, no slot is added.
+    env.cmd(&["add", "other", "--from", "stdin"])
+        .env("OP_FAKE_CORRUPT_READ", "1")
+        .stdin(access("other"))
+        .fails(1)
+        .stderr_has("1password: tokenkeeper/claude.")
+        .stderr_has("did not read back as written")
+        .hides(&access("other"));
+    assert!(fake.items().is_empty(), "the half-made item was deleted");
+    assert!(env.stored_secrets().is_empty());
+
+    let login = provider.issue_expired("me@example.com");
+    env.add_login("work", &login);
+    let id = env.catalog()["slots"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let title = format!("tokenkeeper tokenkeeper claude.{id}");
+    let item = &fake.items()[&title];
+    assert_eq!(item["vault"], "Agents");
+    assert!(
+        item["fields"][0]["value"]
+            .as_str()
+            .unwrap()
+            .contains(&login.refresh)
+    );
+    let renewed = env.cmd(&["get", "work"]).ok().stdout.trim().to_string();
+    assert!(
+        fake.items()[&title]["fields"][0]["value"]
+            .as_str()
+            .unwrap()
+            .contains(&renewed)
+    );
+
+    // Not signed in.
+    env.cmd(&["get", "work"])
+        .env("OP_FAKE_SIGNED_OUT", "1")
+        .fails(1)
+        .stderr_has("op is not signed in")
+        .stderr_has("hint: sign in: eval \"$(op signin)\"");
+    // No op at all.
+    env.set("PATH", "/usr/bin:/bin");
+    env.cmd(&["store-token"])
+        .stdin(access("x"))
+        .fails(1)
+        .stderr_has("the 1password backend needs the 1Password CLI `op`");
+
+    assert_eq!(fake.violations(), "");
+    let argv = fake.argv_log();
+    for secret in [&login.access, &login.refresh, &renewed, &access("other")] {
+        assert!(!argv.contains(secret.as_str()), "a token in op's argv");
+    }
+}

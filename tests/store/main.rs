@@ -8,11 +8,11 @@ use std::sync::Arc;
 
 use tokenkeeper::secret::Secret;
 use tokenkeeper::store::{
-    FileStore, KeychainStore, OpenBaoConfig, OpenBaoStore, SecretKey, SecretServiceStore,
-    SecretStore,
+    FileStore, KeychainStore, OnePasswordStore, OpenBaoConfig, OpenBaoStore, SecretKey,
+    SecretServiceStore, SecretStore,
 };
 
-use support::keychain::FakeKeychain;
+use support::keychain::{FakeKeychain, FakeOnePassword};
 use support::openbao::OpenBao;
 
 fn key(service: &str, account: &str) -> SecretKey {
@@ -210,4 +210,16 @@ fn the_openbao_backend_conforms_against_a_dev_server() {
         prefix: "team/tokenkeeper".into(),
         ca_cert: None,
     })));
+}
+
+#[test]
+fn the_1password_backend_conforms_and_never_puts_a_secret_in_argv() {
+    let fake = FakeOnePassword::install();
+    conformance(Arc::new(OnePasswordStore::new(fake.program())));
+    assert_eq!(fake.violations(), "");
+    let argv = fake.argv_log();
+    assert!(argv.contains("\"read\""), "{argv}");
+    for planted in ["accessToken", "Jürgen", "mcpOAuth", "writer"] {
+        assert!(!argv.contains(planted), "a value in argv: {planted}");
+    }
 }

@@ -1,5 +1,5 @@
-//! The fake macOS `security` (tests/support/bin/security), installed in a directory of its own
-//! so each test has its own keychain.
+//! The fake macOS `security` and 1Password `op` (tests/support/bin/), each installed in a
+//! directory of its own so each test has its own keychain or vault.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -13,10 +13,7 @@ impl FakeKeychain {
     /// Copies the fake into a temporary directory of its own (outside any test HOME, so it
     /// never shows in a snapshot of one).
     pub fn install() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let bin_dir = dir.path().to_path_buf();
-        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/bin/security");
-        std::fs::copy(source, bin_dir.join("security")).unwrap();
+        let (dir, bin_dir) = install_fake("security");
         Self { _dir: dir, bin_dir }
     }
 
@@ -26,11 +23,7 @@ impl FakeKeychain {
 
     /// `PATH` with the fake first.
     pub fn path_env(&self) -> String {
-        format!(
-            "{}:{}",
-            self.bin_dir.display(),
-            std::env::var("PATH").unwrap_or_default()
-        )
+        path_with(&self.bin_dir)
     }
 
     fn db(&self) -> PathBuf {
@@ -90,5 +83,66 @@ impl FakeKeychain {
     /// Command lines that carried a password (none, if all is well).
     pub fn violations(&self) -> String {
         std::fs::read_to_string(self.bin_dir.join("keychain.json.violations")).unwrap_or_default()
+    }
+}
+
+/// `PATH` with `dir` first.
+fn path_with(dir: &Path) -> String {
+    format!(
+        "{}:{}",
+        dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
+/// Copies `tests/support/bin/<name>` into a new temporary directory.
+fn install_fake(name: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let bin_dir = dir.path().to_path_buf();
+    let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/support/bin")
+        .join(name);
+    std::fs::copy(source, bin_dir.join(name)).unwrap();
+    (dir, bin_dir)
+}
+
+/// The fake 1Password CLI.
+pub struct FakeOnePassword {
+    _dir: tempfile::TempDir,
+    pub bin_dir: PathBuf,
+}
+
+impl FakeOnePassword {
+    pub fn install() -> Self {
+        let (dir, bin_dir) = install_fake("op");
+        Self { _dir: dir, bin_dir }
+    }
+
+    /// `PATH` with the fake first.
+    pub fn path_env(&self) -> String {
+        path_with(&self.bin_dir)
+    }
+
+    pub fn program(&self) -> PathBuf {
+        self.bin_dir.join("op")
+    }
+
+    /// Every item as stored (title → the JSON of the item, values included).
+    pub fn items(&self) -> BTreeMap<String, serde_json::Value> {
+        let Ok(text) = std::fs::read_to_string(self.bin_dir.join("items.json")) else {
+            return BTreeMap::new();
+        };
+        let raw: BTreeMap<String, serde_json::Value> = serde_json::from_str(&text).unwrap();
+        raw.into_values()
+            .map(|item| (item["title"].as_str().unwrap().to_string(), item))
+            .collect()
+    }
+
+    pub fn argv_log(&self) -> String {
+        std::fs::read_to_string(self.bin_dir.join("items.json.argv")).unwrap_or_default()
+    }
+
+    pub fn violations(&self) -> String {
+        std::fs::read_to_string(self.bin_dir.join("items.json.violations")).unwrap_or_default()
     }
 }
