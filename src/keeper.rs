@@ -11,7 +11,7 @@ use jiff::Timestamp;
 use tracing::{debug, info};
 
 use crate::agent::Agent;
-use crate::agent::claude::{self, LiveFile, LoginAccount, fingerprint};
+use crate::agent::claude::{self, Live, LoginAccount, fingerprint};
 use crate::catalog::{self, Catalog, LiveRecord, Slot};
 use crate::credential::Credential;
 use crate::durable::failpoint;
@@ -104,7 +104,7 @@ impl Keeper {
         self.put(&slot, &credential)?;
         failpoint("apply:after-store");
         if let Some(before) = &entry.live_before {
-            let live = LiveFile::locate()?;
+            let live = Live::locate()?;
             let current = live.read()?.map(|c| c.fingerprint());
             let new = fingerprint(credential.to_secret_json().expose_secret().as_bytes());
             if current.as_ref() == Some(before) || current.as_ref() == Some(&new) {
@@ -135,7 +135,7 @@ impl Keeper {
 
     /// Fingerprint of the live file as it is now.
     pub fn live_fingerprint(&self) -> Result<Option<String>> {
-        Ok(LiveFile::locate()?.read()?.map(|c| c.fingerprint()))
+        Ok(Live::locate()?.read()?.map(|c| c.fingerprint()))
     }
 
     /// Marks a slot whose refresh token the provider refused.
@@ -249,7 +249,7 @@ impl Keeper {
     /// a new slot beside the old one rather than overwriting either. A login tokenkeeper never
     /// managed is left alone until the user adds it.
     pub fn sync_live(&mut self, agent: Agent) -> Result<()> {
-        let live = LiveFile::locate()?;
+        let live = Live::locate()?;
         let Some(current) = live.read()? else {
             return Ok(());
         };
@@ -264,7 +264,7 @@ impl Keeper {
                 if record.is_some() {
                     self.notices.push(format!(
                         "{} does not hold a valid Claude Code credential; left it as it is",
-                        live.path.display()
+                        live.describe()
                     ));
                 }
                 return Ok(());
@@ -461,7 +461,7 @@ impl Keeper {
     pub fn switch(&mut self, agent: Agent, selector: &str) -> Result<(Switched, Slot)> {
         self.sync_live(agent)?;
         let slot = self.catalog.resolve(agent.name(), selector)?.clone();
-        let live = LiveFile::locate()?;
+        let live = Live::locate()?;
         let record = self.catalog.live.get(agent.name());
         let current = live.read()?.map(|c| c.fingerprint());
         if record.is_some_and(|r| r.slot == slot.id && Some(&r.sha256) == current.as_ref()) {
@@ -478,7 +478,7 @@ impl Keeper {
         failpoint("use:before-live-write");
         let fingerprint = live.write(&credential)?;
         failpoint("use:after-live-write");
-        info!(slot = %slot.name, path = %live.path.display(), "wrote the live credential");
+        info!(slot = %slot.name, live = %live.describe(), "wrote the live credential");
         self.record_live(agent.name(), &slot.id, fingerprint);
         self.save()?;
         Ok((Switched::Switched, slot))
@@ -493,13 +493,13 @@ impl Keeper {
             .live
             .get(agent.name())
             .is_some_and(|r| r.slot == slot.id);
-        let live = LiveFile::locate()?;
-        let live_exists = live.path.exists();
+        let live = Live::locate()?;
+        let live_exists = live.exists()?;
         if owns_live && live_exists && !clear_live {
             return Err(Error::failure(format!(
                 "slot '{}' is the one Claude Code uses now; removing it also deletes {}",
                 slot.name,
-                live.path.display()
+                live.describe()
             ))
             .with_hint(format!(
                 "to remove it and log Claude Code out, run: tokenkeeper remove {} --yes",
@@ -510,7 +510,7 @@ impl Keeper {
         self.save()?;
         failpoint("remove:after-catalog");
         let cleared_live = if owns_live && live.remove()? {
-            Some(live.path.display().to_string())
+            Some(live.describe())
         } else {
             None
         };
@@ -601,9 +601,9 @@ pub struct LiveLogin {
 
 /// Reads Claude Code's live credential for `add --from live`.
 pub fn read_live_login(managed: bool) -> Result<LiveLogin> {
-    let live = LiveFile::locate()?;
+    let live = Live::locate()?;
     let current = live.read()?.ok_or_else(|| {
-        Error::failure(format!("Claude Code has no stored login at {}", live.path.display()))
+        Error::failure(format!("Claude Code has no stored login in {}", live.describe()))
             .with_hint("log in with `claude` (then /login), or pipe a credential: tokenkeeper add NAME --from stdin")
     })?;
     let fingerprint = current.fingerprint();
@@ -619,7 +619,7 @@ pub fn read_live_login(managed: bool) -> Result<LiveLogin> {
         credential,
         fingerprint,
         account,
-        path: live.path.display().to_string(),
+        path: live.describe(),
     })
 }
 

@@ -1,12 +1,15 @@
 //! Claude Code's own files: where it keeps its live credential and its login record.
 //!
-//! Claude Code reads `$CLAUDE_CONFIG_DIR/.credentials.json` (default `~/.claude`), mode 0600,
-//! compact JSON `{"claudeAiOauth":{…},…}`. Its login record `.claude.json` (in
-//! `$CLAUDE_CONFIG_DIR`, else the home directory) names the account that last logged in.
+//! Claude Code keeps its credential, compact JSON `{"claudeAiOauth":{…},…}`, in the macOS
+//! Keychain (generic password, service `Claude Code-credentials`, account `$USER`) on macOS and
+//! in `$CLAUDE_CONFIG_DIR/.credentials.json` (default `~/.claude`, mode 0600) elsewhere;
+//! `TOKENKEEPER_CLAUDE_LIVE=file|keychain` overrides the choice. Its login record
+//! `.claude.json` (in `$CLAUDE_CONFIG_DIR`, else the home directory) names the account that
+//! last logged in.
 
 use std::fs;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -17,6 +20,7 @@ use crate::error::{Error, Result};
 use crate::paths::{env_path, home_dir};
 use crate::perms;
 use crate::secret::Secret;
+use crate::store::{KeychainStore, SecretKey, SecretStore};
 
 /// Claude Code's override for its config directory.
 pub const ENV_CONFIG_DIR: &str = "CLAUDE_CONFIG_DIR";
@@ -55,27 +59,124 @@ impl LiveCredential {
     }
 }
 
-/// Claude Code's credentials file.
-pub struct LiveFile {
-    pub path: PathBuf,
+/// Where Claude Code keeps its credential on this machine.
+pub const ENV_LIVE: &str = "TOKENKEEPER_CLAUDE_LIVE";
+/// Claude Code's Keychain item (the account is the user's short name).
+pub const KEYCHAIN_SERVICE: &str = "Claude Code-credentials";
+
+/// Claude Code's live credential: its credentials file, or its Keychain item.
+pub enum Live {
+    File {
+        path: PathBuf,
+    },
+    Keychain {
+        store: KeychainStore,
+        key: SecretKey,
+    },
 }
 
-impl LiveFile {
+impl Live {
     pub fn locate() -> Result<Self> {
-        Ok(Self {
-            path: config_dir()?.join(CREDENTIALS_FILE),
+        let keychain = match std::env::var(ENV_LIVE)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .as_deref()
+        {
+            None => cfg!(target_os = "macos"),
+            Some("keychain") => true,
+            Some("file") => false,
+            Some(other) => {
+                return Err(
+                    Error::usage(format!("{ENV_LIVE}={other} is not a location"))
+                        .with_hint("use file or keychain"),
+                );
+            }
+        };
+        if !keychain {
+            return Ok(Self::File {
+                path: config_dir()?.join(CREDENTIALS_FILE),
+            });
+        }
+        let user = std::env::var("USER")
+            .ok()
+            .filter(|u| !u.is_empty())
+            .ok_or_else(|| {
+                Error::failure("cannot tell Claude Code's Keychain account: USER is not set")
+                    .with_hint("set USER to your short user name")
+            })?;
+        Ok(Self::Keychain {
+            store: KeychainStore::from_env(),
+            key: SecretKey {
+                service: KEYCHAIN_SERVICE.to_string(),
+                account: user,
+            },
         })
+    }
+
+    /// For messages: the file's path, or the Keychain item.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::File { path } => path.display().to_string(),
+            Self::Keychain { key, .. } => format!("the Keychain item {key}"),
+        }
+    }
+
+    pub fn exists(&self) -> Result<bool> {
+        match self {
+            Self::File { path } => Ok(path.exists()),
+            Self::Keychain { store, key } => Ok(store.get(key)?.is_some()),
+        }
     }
 
     /// `Ok(None)` when Claude Code has no stored login.
     pub fn read(&self) -> Result<Option<LiveCredential>> {
-        let meta = match fs::metadata(&self.path) {
+        let (bytes, origin) = match self {
+            Self::File { path } => match read_file(path)? {
+                Some(bytes) => (bytes, path.display().to_string()),
+                None => return Ok(None),
+            },
+            Self::Keychain { store, key } => match store.get(key)? {
+                Some(bytes) => (bytes, self.describe()),
+                None => return Ok(None),
+            },
+        };
+        let parsed = Credential::parse(bytes.expose_secret().as_bytes(), &origin);
+        Ok(Some(LiveCredential { bytes, parsed }))
+    }
+
+    /// Writes `credential` exactly as Claude Code would (compact JSON; a 0600 file replaced
+    /// atomically, or the Keychain item) and returns the fingerprint of the bytes written.
+    pub fn write(&self, credential: &Credential) -> Result<String> {
+        let json = credential.to_secret_json();
+        match self {
+            Self::File { path } => {
+                let dir = path.parent().expect("the credentials file has a parent");
+                perms::ensure_dir(dir)?;
+                durable::write_atomic(path, json.expose_secret().as_bytes())?;
+            }
+            Self::Keychain { store, key } => store.put(key, &json)?,
+        }
+        Ok(fingerprint(json.expose_secret().as_bytes()))
+    }
+
+    pub fn remove(&self) -> Result<bool> {
+        match self {
+            Self::File { path } => durable::remove(path),
+            Self::Keychain { store, key } => store.delete(key),
+        }
+    }
+}
+
+/// The credentials file's text, `None` when there is none.
+fn read_file(path: &Path) -> Result<Option<Secret>> {
+    {
+        let meta = match fs::metadata(path) {
             Ok(meta) => meta,
             Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(err) => {
                 return Err(Error::io(
                     "cannot read Claude Code's credentials",
-                    &self.path,
+                    path,
                     err,
                 ));
             }
@@ -83,35 +184,15 @@ impl LiveFile {
         if meta.len() > MAX_LIVE_BYTES {
             return Err(Error::failure(format!(
                 "{} is larger than 1 MiB; it is not a credential file",
-                self.path.display()
+                path.display()
             )));
         }
-        let bytes = fs::read(&self.path)
-            .map_err(|err| Error::io("cannot read Claude Code's credentials", &self.path, err))?;
-        let origin = self.path.display().to_string();
-        let text = String::from_utf8(bytes)
-            .map_err(|_| Error::failure(format!("{origin} is not UTF-8 text")))?;
-        let bytes = Secret::new(text);
-        let parsed = Credential::parse(bytes.expose_secret().as_bytes(), &origin);
-        Ok(Some(LiveCredential { bytes, parsed }))
     }
-
-    /// Writes `credential` exactly as Claude Code would (compact JSON, 0600, atomic) and returns
-    /// the fingerprint of the bytes written.
-    pub fn write(&self, credential: &Credential) -> Result<String> {
-        let dir = self
-            .path
-            .parent()
-            .expect("the credentials file has a parent");
-        perms::ensure_dir(dir)?;
-        let json = credential.to_secret_json();
-        durable::write_atomic(&self.path, json.expose_secret().as_bytes())?;
-        Ok(fingerprint(json.expose_secret().as_bytes()))
-    }
-
-    pub fn remove(&self) -> Result<bool> {
-        durable::remove(&self.path)
-    }
+    let bytes = fs::read(path)
+        .map_err(|err| Error::io("cannot read Claude Code's credentials", path, err))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| Error::failure(format!("{} is not UTF-8 text", path.display())))?;
+    Ok(Some(Secret::new(text)))
 }
 
 /// The account Claude Code last logged in with, from its login record.

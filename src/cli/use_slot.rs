@@ -4,7 +4,7 @@ use serde_json::json;
 
 use super::AgentArg;
 use super::output::{self, Format};
-use crate::agent::claude::LiveFile;
+use crate::agent::claude::Live;
 use crate::error::Result;
 use crate::keeper::{Keeper, Switched};
 use crate::paths::Paths;
@@ -30,7 +30,7 @@ pub fn run(args: Args, paths: &Paths, format: Format) -> Result<u8> {
     let mut keeper = Keeper::open(paths.clone())?;
     let (outcome, slot) = keeper.switch(agent, &args.slot)?;
     output::flush_notices(&mut keeper);
-    let live = LiveFile::locate()?.path.display().to_string();
+    let live = Live::locate()?.describe();
     if format == Format::Json {
         return output::json(&json!({
             "action": match outcome { Switched::Switched => "switched", Switched::AlreadyActive => "unchanged" },

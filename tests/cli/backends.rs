@@ -419,3 +419,51 @@ fn slots_live_in_1password_and_a_failed_write_leaves_nothing_behind() {
         assert!(!argv.contains(secret.as_str()), "a token in op's argv");
     }
 }
+
+#[test]
+fn claude_codes_keychain_item_is_the_live_credential_where_claude_code_keeps_it_there() {
+    let provider = FakeProvider::start();
+    let (mut env, fake) = keychain_env();
+    for (key, value) in provider.env() {
+        env.set(&key, value);
+    }
+    // As on macOS: Claude Code's credential is its Keychain item, account = the user's name.
+    env.set("TOKENKEEPER_CLAUDE_LIVE", "keychain");
+    env.set("USER", "tester");
+    let first = provider.issue("first@example.com");
+    fake.insert(
+        "Claude Code-credentials",
+        "tester",
+        &FakeProvider::blob(&first),
+    );
+    env.cmd(&["add", "first"]).ok();
+    assert!(env.read_live().is_none(), "no credentials file is written");
+
+    let second = provider.issue("second@example.com");
+    env.add_login("second", &second);
+    env.cmd(&["use", "second"])
+        .ok()
+        .stdout_has("the Keychain item Claude Code-credentials/tester");
+    // Byte for byte what Claude Code writes itself.
+    assert_eq!(
+        fake.item("Claude Code-credentials", "tester").unwrap(),
+        FakeProvider::blob(&second)
+    );
+    // Claude Code refreshes by itself; the next command saves that into the slot first.
+    let renewed = provider.refresh_as_claude(&second.refresh).unwrap();
+    fake.insert(
+        "Claude Code-credentials",
+        "tester",
+        &FakeProvider::blob(&renewed),
+    );
+    env.cmd(&["use", "first"]).ok();
+    assert_eq!(env.refresh_token_of("second"), renewed.refresh);
+    assert_eq!(
+        fake.item("Claude Code-credentials", "tester").unwrap(),
+        FakeProvider::blob(&first)
+    );
+    assert_eq!(fake.violations(), "");
+    for secret in [&first.refresh, &second.refresh, &renewed.refresh] {
+        assert!(!fake.argv_log().contains(secret.as_str()));
+    }
+}
