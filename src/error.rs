@@ -15,6 +15,23 @@ pub const EXIT_FAILURE: u8 = 1;
 /// Exit code for a command line that cannot be carried out as written.
 pub const EXIT_USAGE: u8 = 2;
 
+/// An error's message followed by its causes, e.g. "client error (Connect): tcp connect
+/// error: Connection refused". For errors of libraries that speak of addresses and
+/// certificates, never of the secrets they carry.
+pub fn with_causes(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 #[derive(Debug)]
 pub struct Error {
     message: String,

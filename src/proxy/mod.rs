@@ -268,7 +268,7 @@ impl Worker {
         .await
         {
             Ok(Ok(response)) => Ok((response, started.elapsed())),
-            Ok(Err(err)) => Err(describe(&err)),
+            Ok(Err(err)) => Err(crate::error::with_causes(&err)),
             Err(_) => Err(format!(
                 "no response within {}s",
                 self.proxy.settings.response_timeout.as_secs()
@@ -308,22 +308,6 @@ impl Worker {
             }
         }
     }
-}
-
-/// An error's message with its causes, e.g. "client error (Connect): tcp connect error:
-/// Connection refused". Upstream errors name addresses, never headers, so no token can be in it.
-fn describe(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 fn local(exchange: Exchange, content_type: &'static str, text: String) -> Response<ProxyBody> {

@@ -18,7 +18,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
-use super::{Proxy, Worker, describe};
+use super::{Proxy, Worker};
 use crate::error::{Error, Result};
 
 /// Connections waiting to be accepted; bursts of agents starting at once must not be dropped.
@@ -156,7 +156,7 @@ async fn serve(
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(err) = connection.await {
-                debug!(error = %describe(err.as_ref()), "connection ended with an error");
+                debug!(error = %crate::error::with_causes(err.as_ref()), "connection ended with an error");
             }
         });
     }

@@ -199,11 +199,12 @@ impl Server {
             request = request.json(body);
         }
         let response = request.send().await.map_err(|err| {
-            let reason = std::error::Error::source(&err)
-                .map(|cause| cause.to_string())
-                .unwrap_or_else(|| err.to_string());
-            Error::failure(format!("openbao: cannot reach {}: {reason}", self.address))
-                .with_hint("is OpenBao running there? check BAO_ADDR")
+            Error::failure(format!(
+                "openbao: cannot reach {}: {}",
+                self.address,
+                crate::error::with_causes(&err.without_url())
+            ))
+            .with_hint("is OpenBao running there? check BAO_ADDR (and BAO_CACERT for a private CA)")
         })?;
         let status = response.status();
         let text = response.text().await.unwrap_or_default();

@@ -467,3 +467,28 @@ fn claude_codes_keychain_item_is_the_live_credential_where_claude_code_keeps_it_
         assert!(!fake.argv_log().contains(secret.as_str()));
     }
 }
+
+#[test]
+fn openbao_over_tls_trusts_the_ca_it_is_given_and_nothing_else() {
+    use crate::support::openbao::OpenBao;
+    let bao = OpenBao::start_tls();
+    let mut env = Env::new();
+    for (key, value) in bao.env() {
+        env.set(&key, value);
+    }
+    env.set("TOKENKEEPER_BACKEND", "openbao");
+    env.cmd(&["store-token"]).stdin(access("tls")).ok();
+    env.cmd(&["get-token"])
+        .ok()
+        .stdout_is(&format!("{}\n", access("tls")));
+    // Without the CA the server's certificate is not trusted.
+    env.unset("BAO_CACERT");
+    env.cmd(&["get-token"])
+        .fails(1)
+        .stderr_has(&format!("openbao: cannot reach {}", bao.address))
+        .hides(&bao.token);
+    env.set("BAO_CACERT", "/nonexistent/ca.pem");
+    env.cmd(&["get-token"])
+        .fails(1)
+        .stderr_has("openbao: cannot read the CA certificate /nonexistent/ca.pem");
+}

