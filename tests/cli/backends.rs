@@ -366,6 +366,7 @@ fn slots_live_in_1password_and_a_failed_write_leaves_nothing_behind() {
     env.set("PATH", fake.path_env());
     env.set("TOKENKEEPER_BACKEND", "1password");
     env.set("TOKENKEEPER_OP_VAULT", "Agents");
+    env.set("TOKENKEEPER_OP_ACCOUNT", "team.1password.com");
     // A write that does not read back: the new item is removed, no slot is added.
     env.cmd(&["add", "other", "--from", "stdin"])
         .env("OP_FAKE_CORRUPT_READ", "1")
@@ -415,6 +416,10 @@ fn slots_live_in_1password_and_a_failed_write_leaves_nothing_behind() {
 
     assert_eq!(fake.violations(), "");
     let argv = fake.argv_log();
+    assert!(
+        argv.contains(r#""--account", "team.1password.com""#),
+        "{argv}"
+    );
     for secret in [&login.access, &login.refresh, &renewed, &access("other")] {
         assert!(!argv.contains(secret.as_str()), "a token in op's argv");
     }
@@ -491,4 +496,49 @@ fn openbao_over_tls_trusts_the_ca_it_is_given_and_nothing_else() {
     env.cmd(&["get-token"])
         .fails(1)
         .stderr_has("openbao: cannot read the CA certificate /nonexistent/ca.pem");
+}
+
+#[test]
+fn openbao_takes_its_token_from_a_file_and_its_mount_and_prefix_from_the_environment() {
+    use crate::support::openbao::OpenBao;
+    let bao = OpenBao::start();
+    let mut env = Env::new();
+    env.set("BAO_ADDR", &bao.address);
+    let token_file = env.root.join("bao-token");
+    std::fs::write(&token_file, format!("{}\n", bao.token)).unwrap();
+    env.set(
+        "TOKENKEEPER_OPENBAO_TOKEN_FILE",
+        token_file.display().to_string(),
+    );
+    env.set("TOKENKEEPER_OPENBAO_PREFIX", "teams/agents");
+    env.set("TOKENKEEPER_BACKEND", "openbao");
+    env.cmd(&["store-token"]).stdin(access("f")).ok();
+    // Where it landed, asked of the server directly.
+    let out = std::process::Command::new("curl")
+        .args(["-s", "-H"])
+        .arg(format!("X-Vault-Token: {}", bao.token))
+        .arg(format!(
+            "{}/v1/secret/data/teams/agents/claude-token/agent-loop",
+            bao.address
+        ))
+        .output()
+        .unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        body["data"]["data"]["value"]
+            .as_str()
+            .unwrap()
+            .contains(&access("f"))
+    );
+    // Another mount that does not exist: the error says how to make one.
+    env.cmd(&["get-token"])
+        .env("TOKENKEEPER_OPENBAO_MOUNT", "nokv")
+        .fails(1)
+        .stderr_has("hint: enable one: bao secrets enable -path=nokv kv-v2");
+    // No token anywhere.
+    env.set("TOKENKEEPER_OPENBAO_TOKEN_FILE", "/nonexistent");
+    env.cmd(&["get-token"])
+        .fails(1)
+        .stderr_has("openbao: no token")
+        .stderr_has("hint: set BAO_TOKEN");
 }
