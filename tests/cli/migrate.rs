@@ -130,3 +130,47 @@ fn a_migration_killed_at_any_step_leaves_every_slot_readable() {
         }
     }
 }
+
+#[test]
+fn a_terminal_sees_progress_while_many_slots_move() {
+    use portable_pty::{CommandBuilder, PtySize, native_pty_system};
+    use std::io::Read;
+    let (env, fake) = env_with_keychain();
+    for n in 0..4 {
+        let name = format!("s{n}");
+        env.cmd(&["add", &name, "--from", "stdin"])
+            .stdin(access(&name))
+            .ok();
+    }
+    let pty = native_pty_system()
+        .openpty(PtySize {
+            rows: 24,
+            cols: 100,
+            pixel_width: 0,
+            pixel_height: 0,
+        })
+        .unwrap();
+    let mut cmd = CommandBuilder::new(BIN);
+    cmd.args(["migrate", "--to", "keychain", "--all"]);
+    cmd.env_clear();
+    for (key, value) in env.vars() {
+        cmd.env(key, value);
+    }
+    cmd.env("TERM", "xterm-256color");
+    cmd.cwd(&env.root);
+    let mut child = pty.slave.spawn_command(cmd).unwrap();
+    drop(pty.slave);
+    let mut reader = pty.master.try_clone_reader().unwrap();
+    let collector = std::thread::spawn(move || {
+        let mut screen = Vec::new();
+        let _ = reader.read_to_end(&mut screen);
+        String::from_utf8_lossy(&screen).to_string()
+    });
+    assert!(child.wait().unwrap().success());
+    drop(pty.master);
+    let screen = collector.join().unwrap();
+    assert!(screen.contains("moving to keychain"), "{screen:?}");
+    assert!(screen.contains("/4"), "{screen:?}");
+    assert!(screen.contains("moved 's3' from the file store to the keychain store"));
+    assert_eq!(fake.items().len(), 4);
+}
