@@ -538,7 +538,10 @@ impl Keeper {
             // A migration killed after switching the catalog left the old copy behind: a
             // secret nobody reads any more. Best effort: a backend that cannot be reached
             // holds nothing to clean up that this could reach anyway.
-            for other in Backend::ALL.into_iter().filter(|b| *b != to) {
+            // Shared backends (OpenBao, a 1Password vault) are left alone: another install may
+            // keep the same slot there.
+            let local = Backend::ALL.into_iter().filter(|b| !b.is_shared());
+            for other in local.filter(|b| *b != to) {
                 if let Ok(true) = self.stores.get(other).delete(&key) {
                     debug!(slot = %slot.name, backend = %other, "deleted a leftover copy");
                 }

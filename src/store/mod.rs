@@ -128,6 +128,11 @@ impl Backend {
         Backend::OnePassword,
     ];
 
+    /// Whether other machines may use the same secrets (a server, a shared vault).
+    pub fn is_shared(self) -> bool {
+        matches!(self, Backend::OpenBao | Backend::OnePassword)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Backend::File => "file",
