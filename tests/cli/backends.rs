@@ -324,9 +324,10 @@ fn two_installs_sharing_openbao_refresh_a_slot_exactly_once() {
             std::thread::sleep(Duration::from_millis(1100));
         }
         let served = provider.refreshes_served();
-        // The first refresh request to arrive is slow: the other install must wait for it, not
+        // The first refresh request to arrive is slow (long enough for the other install to be
+        // well under way on a loaded machine): the other install must wait for it, not
         // spend the same refresh token (which would revoke the whole family).
-        provider.fail_next(1, Failure::Slow(Duration::from_millis(800)));
+        provider.fail_next(1, Failure::Slow(Duration::from_millis(1500)));
         let first = a.cmd(&["refresh", "team"]).spawn_piped();
         let second = b.cmd(&["refresh", "team"]).spawn_piped();
         let (first, second) = (finish(first, 60), finish(second, 60));
