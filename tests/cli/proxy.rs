@@ -796,3 +796,28 @@ fn listen_port_and_an_address_only_listen_work_as_in_the_docker_image() {
     assert_eq!(status, 200);
     assert!(body.starts_with("agent-loop-proxy ok"));
 }
+
+#[test]
+fn an_upstream_that_does_not_answer_in_time_gets_a_marked_502() {
+    let provider = FakeProvider::start();
+    let login = provider.issue("me@example.com");
+    let env = Env::new();
+    let proxy = stdin_proxy(
+        &env,
+        &login.access,
+        &provider.url,
+        &["--response-timeout", "1s"],
+    );
+    provider.fail_next(1, Failure::Slow(Duration::from_secs(5)));
+    let (status, headers, body) = post_message(&proxy, json!({}));
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(headers["x-tokenkeeper-error"], "upstream-unreachable");
+    assert!(body.contains("no response within 1s"), "{body}");
+    // The next request is answered normally.
+    let (status, _, _) = post_message(&proxy, json!({}));
+    assert_eq!(status, 200);
+    env.cmd(&["proxy", "--response-timeout", "soon"])
+        .run()
+        .code(2)
+        .stderr_has("'soon' is not a duration");
+}
