@@ -169,24 +169,22 @@ impl Live {
 
 /// The credentials file's text, `None` when there is none.
 fn read_file(path: &Path) -> Result<Option<Secret>> {
-    {
-        let meta = match fs::metadata(path) {
-            Ok(meta) => meta,
-            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(err) => {
-                return Err(Error::io(
-                    "cannot read Claude Code's credentials",
-                    path,
-                    err,
-                ));
-            }
-        };
-        if meta.len() > MAX_LIVE_BYTES {
-            return Err(Error::failure(format!(
-                "{} is larger than 1 MiB; it is not a credential file",
-                path.display()
-            )));
+    let meta = match fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(err) => {
+            return Err(Error::io(
+                "cannot read Claude Code's credentials",
+                path,
+                err,
+            ));
         }
+    };
+    if meta.len() > MAX_LIVE_BYTES {
+        return Err(Error::failure(format!(
+            "{} is larger than 1 MiB; it is not a credential file",
+            path.display()
+        )));
     }
     let bytes = fs::read(path)
         .map_err(|err| Error::io("cannot read Claude Code's credentials", path, err))?;

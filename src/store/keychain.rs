@@ -9,6 +9,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
 
 use zeroize::Zeroizing;
 
@@ -24,30 +25,40 @@ const NOT_FOUND: i32 = 44;
 const INTERACTION_NOT_ALLOWED: i32 = 51;
 
 pub struct KeychainStore {
-    /// `None`: no `security` on this system.
-    program: Option<PathBuf>,
+    /// Looked up when first used: every command opens every backend, few use this one.
+    /// `None` inside: no `security` on this system.
+    program: OnceLock<Option<PathBuf>>,
 }
 
 impl KeychainStore {
-    /// Uses `/usr/bin/security`, or the first `security` on `PATH`.
+    /// Uses the first `security` on `PATH`, else `/usr/bin/security`.
     pub fn from_env() -> Self {
-        let on_path = std::env::var_os("PATH").and_then(|path| {
-            std::env::split_paths(&path)
-                .map(|dir| dir.join("security"))
-                .find(|candidate| candidate.is_file())
-        });
-        let program = on_path.or_else(|| Path::new(SECURITY).is_file().then(|| SECURITY.into()));
-        Self { program }
+        Self {
+            program: OnceLock::new(),
+        }
     }
 
     pub fn new(program: PathBuf) -> Self {
         Self {
-            program: Some(program),
+            program: OnceLock::from(Some(program)),
         }
     }
 
+    fn program(&self) -> Option<&PathBuf> {
+        self.program
+            .get_or_init(|| {
+                let on_path = std::env::var_os("PATH").and_then(|path| {
+                    std::env::split_paths(&path)
+                        .map(|dir| dir.join("security"))
+                        .find(|candidate| candidate.is_file())
+                });
+                on_path.or_else(|| Path::new(SECURITY).is_file().then(|| SECURITY.into()))
+            })
+            .as_ref()
+    }
+
     fn run(&self, args: &[&str], stdin: Option<&[u8]>) -> Result<Output> {
-        let program = self.program.as_ref().ok_or_else(|| {
+        let program = self.program().ok_or_else(|| {
             Error::failure(
                 "the keychain backend needs the macOS `security` tool, which is not on this system",
             )
@@ -245,7 +256,9 @@ mod tests {
 
     #[test]
     fn a_missing_security_tool_is_a_clear_error() {
-        let store = KeychainStore { program: None };
+        let store = KeychainStore {
+            program: OnceLock::from(None),
+        };
         let err = store.get(&SecretKey::ralph("claude")).unwrap_err();
         assert!(err.message().contains("needs the macOS `security` tool"));
         assert!(err.hint().unwrap().contains("--backend file"));

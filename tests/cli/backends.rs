@@ -16,9 +16,7 @@ fn keychain_env() -> (Env, FakeKeychain) {
 fn slots_go_to_the_keychain_when_chosen_and_no_secret_reaches_argv() {
     let provider = FakeProvider::start();
     let (mut env, fake) = keychain_env();
-    for (key, value) in provider.env() {
-        env.set(&key, value);
-    }
+    env.set_all(provider.env());
     let login = provider.issue_expired("me@example.com");
     env.cmd(&["--backend", "keychain", "add", "work", "--from", "stdin"])
         .stdin(FakeProvider::blob(&login))
@@ -239,9 +237,7 @@ fn slots_live_in_openbao_and_a_sealed_down_or_refused_server_is_one_clear_error(
     let bao = OpenBao::start();
     let provider = FakeProvider::start();
     let mut env = Env::with_provider(&provider);
-    for (key, value) in bao.env() {
-        env.set(&key, value);
-    }
+    env.set_all(bao.env());
     env.set("TOKENKEEPER_BACKEND", "openbao");
     let login = provider.issue_expired("me@example.com");
     env.add_login("work", &login);
@@ -253,7 +249,7 @@ fn slots_live_in_openbao_and_a_sealed_down_or_refused_server_is_one_clear_error(
     let out = env.cmd(&["get", "work"]).ok();
     let renewed = out.stdout.trim().to_string();
     assert_ne!(renewed, login.access);
-    // Read back through the library: the renewed credential is what OpenBao holds.
+    // What OpenBao holds is the renewed credential (read back by `export` below).
     let doctor = env.cmd(&["doctor", "--format", "json", "-vvv"]).ok();
     doctor.hides(&bao.token).hides(&renewed);
     assert_eq!(doctor.json()["backends"][0]["reachable"], true);
@@ -298,9 +294,7 @@ fn two_installs_sharing_openbao_refresh_a_slot_exactly_once() {
     let provider = FakeProvider::start();
     let install = || {
         let mut env = Env::with_provider(&provider);
-        for (key, value) in bao.env() {
-            env.set(&key, value);
-        }
+        env.set_all(bao.env());
         env.set("TOKENKEEPER_BACKEND", "openbao");
         env
     };
@@ -430,9 +424,7 @@ fn slots_live_in_1password_and_a_failed_write_leaves_nothing_behind() {
 fn claude_codes_keychain_item_is_the_live_credential_where_claude_code_keeps_it_there() {
     let provider = FakeProvider::start();
     let (mut env, fake) = keychain_env();
-    for (key, value) in provider.env() {
-        env.set(&key, value);
-    }
+    env.set_all(provider.env());
     // As on macOS: Claude Code's credential is its Keychain item, account = the user's name.
     env.set("TOKENKEEPER_CLAUDE_LIVE", "keychain");
     env.set("USER", "tester");
@@ -479,9 +471,7 @@ fn openbao_over_tls_trusts_the_ca_it_is_given_and_nothing_else() {
     use crate::support::openbao::OpenBao;
     let bao = OpenBao::start_tls();
     let mut env = Env::new();
-    for (key, value) in bao.env() {
-        env.set(&key, value);
-    }
+    env.set_all(bao.env());
     env.set("TOKENKEEPER_BACKEND", "openbao");
     env.cmd(&["store-token"]).stdin(access("tls")).ok();
     env.cmd(&["get-token"])

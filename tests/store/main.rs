@@ -132,6 +132,15 @@ fn conformance(store: Arc<dyn SecretStore + Send + Sync>) {
     }
 }
 
+/// A fake tool's log of its command lines shows it was used (`used`) and holds none of the
+/// values `conformance` stores.
+fn assert_no_value_in_argv(argv: &str, used: &str) {
+    assert!(argv.contains(used), "{argv}");
+    for planted in ["accessToken", "Jürgen", "mcpOAuth", "writer"] {
+        assert!(!argv.contains(planted), "a value in argv: {planted}");
+    }
+}
+
 #[test]
 fn the_file_backend_conforms() {
     let dir = tempfile::tempdir().unwrap();
@@ -143,11 +152,7 @@ fn the_keychain_backend_conforms_and_never_puts_a_secret_in_argv() {
     let fake = FakeKeychain::install();
     conformance(Arc::new(KeychainStore::new(fake.program())));
     assert_eq!(fake.violations(), "");
-    let argv = fake.argv_log();
-    assert!(argv.contains("find-generic-password"), "{argv}");
-    for planted in ["accessToken", "Jürgen", "mcpOAuth", "writer"] {
-        assert!(!argv.contains(planted), "a value in argv: {planted}");
-    }
+    assert_no_value_in_argv(&fake.argv_log(), "find-generic-password");
 }
 
 #[test]
@@ -217,9 +222,5 @@ fn the_1password_backend_conforms_and_never_puts_a_secret_in_argv() {
     let fake = FakeOnePassword::install();
     conformance(Arc::new(OnePasswordStore::new(fake.program())));
     assert_eq!(fake.violations(), "");
-    let argv = fake.argv_log();
-    assert!(argv.contains("\"read\""), "{argv}");
-    for planted in ["accessToken", "Jürgen", "mcpOAuth", "writer"] {
-        assert!(!argv.contains(planted), "a value in argv: {planted}");
-    }
+    assert_no_value_in_argv(&fake.argv_log(), "\"read\"");
 }

@@ -56,10 +56,16 @@ impl Env {
     /// An environment whose provider endpoints point at `provider`.
     pub fn with_provider(provider: &provider::FakeProvider) -> Self {
         let mut env = Self::new();
-        for (key, value) in provider.env() {
-            env.set(&key, value);
-        }
+        env.set_all(provider.env());
         env
+    }
+
+    /// Sets every pair, e.g. a fake server's `env()`.
+    pub fn set_all(&mut self, pairs: Vec<(String, String)>) -> &mut Self {
+        for (key, value) in pairs {
+            self.set(&key, value);
+        }
+        self
     }
 
     /// The environment tokenkeeper runs in (for launching it some other way, e.g. on a PTY).
