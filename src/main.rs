@@ -57,7 +57,7 @@ fn init_logging(verbose: u8, background: bool) -> Option<WorkerGuard> {
     let (writer, guard) = NonBlockingBuilder::default()
         .buffered_lines_limit(LOG_QUEUE_LINES)
         .lossy(false)
-        .finish(std::io::stderr());
+        .finish(std::io::BufWriter::new(std::io::stderr()));
     logs.with_writer(writer).init();
     Some(guard)
 }
