@@ -13,6 +13,7 @@ pub mod input;
 pub mod journal;
 pub mod keeper;
 pub mod lock;
+pub mod logging;
 pub mod net;
 pub mod paths;
 pub mod perms;

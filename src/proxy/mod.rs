@@ -26,6 +26,7 @@ pub use rewrite::{Auth, Target};
 pub use server::{Running, bind, start};
 pub use token::{SlotTokens, TokenSource};
 pub use upstream::Options as UpstreamOptions;
+use upstream::{Pooled, Upstream};
 
 use crate::error::Result;
 use crate::secret::Secret;
@@ -49,7 +50,7 @@ pub struct Settings {
 pub struct Proxy {
     settings: Settings,
     tokens: TokenSource,
-    tls: rustls::ClientConfig,
+    tls: Arc<rustls::ClientConfig>,
     metrics: Arc<Metrics>,
 }
 
@@ -79,14 +80,18 @@ impl Proxy {
 /// request and its upstream exchange stay on one thread.
 struct Worker {
     proxy: Arc<Proxy>,
-    upstream: upstream::Upstream,
+    upstream: Upstream,
     /// The header for a token that never changes, built once.
     fixed: Option<Arc<Credential>>,
 }
 
 impl Worker {
     fn new(proxy: Arc<Proxy>) -> Result<Self> {
-        let upstream = upstream::client(proxy.tls.clone(), &proxy.settings.upstream);
+        let upstream = Upstream::new(
+            &proxy.settings.target,
+            proxy.tls.clone(),
+            proxy.settings.upstream.clone(),
+        )?;
         let fixed = match &proxy.tokens {
             TokenSource::Fixed(token) => Some(Arc::new(Credential::new(
                 &proxy.settings.auth,
@@ -175,11 +180,12 @@ impl Worker {
     async fn forward(&self, request: Request<Incoming>, exchange: Exchange) -> Response<ProxyBody> {
         let (mut parts, incoming) = request.into_parts();
         rewrite::strip_hop_by_hop(&mut parts.headers);
-        let uri = self
-            .proxy
-            .settings
-            .target
-            .uri_for(parts.uri.path_and_query());
+        let uri = Uri::from(
+            self.proxy
+                .settings
+                .target
+                .path_for(parts.uri.path_and_query()),
+        );
 
         let credential = match self.credential().await {
             Ok(credential) => credential,
@@ -254,7 +260,7 @@ impl Worker {
         mut headers: HeaderMap,
         body: ProxyBody,
         credential: &Credential,
-    ) -> Result<(Response<Incoming>, Duration), String> {
+    ) -> Result<(Response<Pooled>, Duration), String> {
         rewrite::set_credentials(&mut headers, credential);
         let mut request = Request::new(body);
         *request.method_mut() = method.clone();
@@ -263,12 +269,12 @@ impl Worker {
         let started = Instant::now();
         match tokio::time::timeout(
             self.proxy.settings.response_timeout,
-            self.upstream.request(request),
+            self.upstream.send(request),
         )
         .await
         {
             Ok(Ok(response)) => Ok((response, started.elapsed())),
-            Ok(Err(err)) => Err(crate::error::with_causes(&err)),
+            Ok(Err(why)) => Err(why),
             Err(_) => Err(format!(
                 "no response within {}s",
                 self.proxy.settings.response_timeout.as_secs()
@@ -278,7 +284,7 @@ impl Worker {
 
     fn relay(
         &self,
-        sent: Result<(Response<Incoming>, Duration), String>,
+        sent: Result<(Response<Pooled>, Duration), String>,
         exchange: Exchange,
     ) -> Response<ProxyBody> {
         match sent {

@@ -57,9 +57,10 @@ impl Target {
         })
     }
 
-    /// The upstream URI for a request's path and query.
-    pub fn uri_for(&self, path_and_query: Option<&PathAndQuery>) -> Uri {
-        let path = match path_and_query {
+    /// The upstream path for a request's path and query: the target's prefix, then the
+    /// request's.
+    pub fn path_for(&self, path_and_query: Option<&PathAndQuery>) -> PathAndQuery {
+        match path_and_query {
             // Shares the request's bytes: no copy, no second parse.
             Some(path) if self.prefix.is_empty() => path.clone(),
             _ => {
@@ -67,13 +68,15 @@ impl Target {
                 PathAndQuery::try_from(format!("{}{tail}", self.prefix))
                     .expect("a valid path with a valid prefix stays valid")
             }
-        };
-        Uri::builder()
-            .scheme(self.scheme.clone())
-            .authority(self.authority.clone())
-            .path_and_query(path)
-            .build()
-            .expect("scheme, authority and path make a URI")
+        }
+    }
+
+    pub fn scheme(&self) -> &Scheme {
+        &self.scheme
+    }
+
+    pub fn authority(&self) -> &http::uri::Authority {
+        &self.authority
     }
 }
 
@@ -126,22 +129,32 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 
 /// Removes the hop-by-hop headers, including every header the `Connection` header names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // Most messages carry none: one scan, and no removal (each of which hashes) unless needed.
+    // One scan; only the names actually present are removed (each removal hashes).
     let is_hop = |name: &HeaderName| HOP_BY_HOP.contains(name) || name == header::TRAILER;
-    if !headers.keys().any(is_hop) {
+    let mut present: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| is_hop(name))
+        .cloned()
+        .collect();
+    if present.is_empty() {
         return;
     }
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+    present.extend(
+        headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .map(str::trim)
+            // The usual values name no header besides the ones removed anyway.
+            .filter(|name| {
+                !name.eq_ignore_ascii_case("keep-alive") && !name.eq_ignore_ascii_case("close")
+            })
+            .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok()),
+    );
+    for name in &present {
         headers.remove(name);
     }
-    headers.remove(header::TRAILER);
 }
 
 /// The real token as the header that carries it upstream, built once per token.
@@ -211,14 +224,13 @@ mod tests {
         let target = Target::parse("https://gw.example.com/anthropic/").unwrap();
         let pq = PathAndQuery::from_static("/v1/messages?beta=true");
         assert_eq!(
-            target.uri_for(Some(&pq)).to_string(),
-            "https://gw.example.com/anthropic/v1/messages?beta=true"
+            target.path_for(Some(&pq)).as_str(),
+            "/anthropic/v1/messages?beta=true"
         );
+        assert_eq!(target.path_for(None).as_str(), "/anthropic/");
         let plain = Target::parse("http://127.0.0.1:9000").unwrap();
-        assert_eq!(
-            plain.uri_for(Some(&pq)).to_string(),
-            "http://127.0.0.1:9000/v1/messages?beta=true"
-        );
+        assert_eq!(plain.path_for(Some(&pq)).as_str(), "/v1/messages?beta=true");
+        assert_eq!(plain.path_for(None).as_str(), "/");
         assert_eq!(plain.to_string(), "http://127.0.0.1:9000");
     }
 

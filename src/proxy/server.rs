@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::{TcpListener, TcpStream};
@@ -96,11 +96,16 @@ where
 {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        .on_thread_park(crate::logging::flush)
         .build()
         .map_err(|err| Error::failure(format!("cannot start the proxy's runtime: {err}")))?;
     std::thread::Builder::new()
         .name(name)
-        .spawn(move || runtime.block_on(task()))
+        .spawn(move || {
+            crate::logging::batch();
+            runtime.block_on(task());
+            crate::logging::flush();
+        })
         .map_err(|err| Error::failure(format!("cannot start a proxy thread: {err}")))
 }
 
@@ -142,7 +147,18 @@ async fn serve(
     grace: Duration,
 ) {
     let worker = Arc::new(worker);
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let sweeper = worker.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(sweeper.upstream.sweep_interval());
+        loop {
+            every.tick().await;
+            sweeper.upstream.sweep();
+        }
+    });
+    // HTTP/1.1 only: agents speak it to a plain-http base URL, and skipping the sniffing for an
+    // HTTP/2 preface saves work on every request. No timer either: hyper would arm a
+    // header-read timeout for every request, and the clients are the user's own agents.
+    let builder = http1::Builder::new();
     let graceful = GracefulShutdown::new();
     while let Some(stream) = incoming.recv().await {
         let Ok(stream) = TcpStream::from_std(stream) else {
@@ -150,13 +166,11 @@ async fn serve(
         };
         let worker = worker.clone();
         let service = service_fn(move |request| worker.clone().handle(request));
-        let connection = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
+        let connection = builder.serve_connection(TokioIo::new(stream), service);
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(err) = connection.await {
-                debug!(error = %crate::error::with_causes(err.as_ref()), "connection ended with an error");
+                debug!(error = %crate::error::with_causes(&err), "connection ended with an error");
             }
         });
     }

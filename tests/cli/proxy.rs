@@ -821,3 +821,75 @@ fn an_upstream_that_does_not_answer_in_time_gets_a_marked_502() {
         .code(2)
         .stderr_has("'soon' is not a duration");
 }
+
+#[test]
+fn upstream_connections_are_reused_replaced_when_closed_and_dropped_when_idle() {
+    let provider = FakeProvider::start();
+    let login = provider.issue("me@example.com");
+    let env = Env::new();
+    let proxy = stdin_proxy(
+        &env,
+        &login.access,
+        &provider.url,
+        &["--threads", "1", "--idle-timeout", "1s"],
+    );
+    let ok = || assert_eq!(post_message(&proxy, json!({})).0, 200);
+    for _ in 0..5 {
+        ok();
+    }
+    assert_eq!(provider.connections(), 1, "five requests, one connection");
+
+    // An answer that closes its connection: the next request goes out on a new one.
+    provider.fail_next(1, Failure::Close);
+    ok();
+    ok();
+    ok();
+    assert_eq!(provider.connections(), 2);
+
+    // Unused for longer than --idle-timeout: closed, and the next request connects anew.
+    std::thread::sleep(Duration::from_millis(2500));
+    ok();
+    assert_eq!(provider.connections(), 3);
+    assert_eq!(provider.messages_calls(), 9);
+}
+
+#[test]
+fn a_target_that_does_not_take_the_connection_in_time_gets_a_marked_502() {
+    // A listener whose accept queue is full: later connection attempts go unanswered.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket
+        .bind(
+            &"127.0.0.1:0"
+                .parse::<std::net::SocketAddr>()
+                .unwrap()
+                .into(),
+        )
+        .unwrap();
+    socket.listen(0).unwrap();
+    let addr = socket.local_addr().unwrap().as_socket().unwrap();
+    let mut queued = Vec::new();
+    while let Ok(stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(300)) {
+        queued.push(stream);
+        assert!(queued.len() < 16, "the accept queue never filled");
+    }
+
+    let env = Env::new();
+    let target = format!("http://{addr}");
+    let proxy = stdin_proxy(
+        &env,
+        "sk-ant-oat01-planted-real-token",
+        &target,
+        &["--connect-timeout", "1s"],
+    );
+    let started = std::time::Instant::now();
+    let (status, headers, body) = post_message(&proxy, json!({}));
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(headers["x-tokenkeeper-error"], "upstream-unreachable");
+    assert!(body.contains(&format!("cannot reach {target}")), "{body}");
+    assert!(body.contains("within 1s"), "{body}");
+    assert!(!body.contains("planted-real-token"), "{body}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "gave up in time"
+    );
+}

@@ -24,9 +24,10 @@ use axum::Json;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode, Version};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Version};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::Listener;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -43,6 +44,8 @@ pub enum Failure {
     Slow(Duration),
     /// Close the connection without an answer.
     Drop,
+    /// Answer normally, then close the connection (`Connection: close`).
+    Close,
 }
 
 /// Tokens the provider issued for one login.
@@ -88,6 +91,8 @@ struct Inner {
     /// Headers and HTTP version of the last `/v1/messages` request.
     last_messages: Option<(HeaderMap, Version)>,
     messages_calls: usize,
+    /// TCP connections accepted so far.
+    connections: usize,
     /// When set, SSE events after the first wait for a permit each.
     held: Option<Arc<Semaphore>>,
     /// Bytes `/test/download` has produced so far (a slow reader holds this back).
@@ -135,6 +140,7 @@ impl FakeProvider {
             latency: Duration::ZERO,
             last_messages: None,
             messages_calls: 0,
+            connections: 0,
             held: None,
             downloaded: Arc::new(AtomicU64::new(0)),
             // Reset times ahead of now, in both of the provider's spellings.
@@ -171,6 +177,7 @@ impl FakeProvider {
             .route("/test/upload", post(upload))
             .route("/test/download", get(download))
             .with_state(inner.clone());
+        let counted = inner.clone();
         std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -178,7 +185,10 @@ impl FakeProvider {
                 .build()
                 .unwrap();
             runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                let listener = Counted {
+                    listener: tokio::net::TcpListener::from_std(listener).unwrap(),
+                    inner: counted,
+                };
                 match tls {
                     None => axum::serve(listener, app).await.unwrap(),
                     Some(acceptor) => axum::serve(TlsListener { listener, acceptor }, app)
@@ -340,6 +350,11 @@ impl FakeProvider {
         self.inner.lock().unwrap().messages_calls
     }
 
+    /// TCP connections accepted so far, on any endpoint.
+    pub fn connections(&self) -> usize {
+        self.inner.lock().unwrap().connections
+    }
+
     /// From now on, SSE answers send their first event at once and each later one only when
     /// `release_events` allows it.
     pub fn hold_events(&self) {
@@ -435,6 +450,8 @@ async fn injected(inner: &Arc<Mutex<Inner>>) -> Option<Response> {
             tokio::time::sleep(delay).await;
             None
         }
+        // `/v1/messages` takes this one itself; elsewhere it is answered normally.
+        Failure::Close => None,
         Failure::Drop => {
             // Hang past the client's patience is not needed: panicking in a handler makes hyper
             // drop the connection without a response.
@@ -596,17 +613,22 @@ async fn messages(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    {
+    let close = {
         let mut inner = inner.lock().unwrap();
         inner.messages_calls += 1;
         inner.last_messages = Some((headers.clone(), version));
-    }
+        let close = matches!(inner.failures.front(), Some(Failure::Close));
+        if close {
+            inner.failures.pop_front();
+        }
+        close
+    };
     if let Some(response) = injected(&inner).await {
         return response;
     }
     let inner = inner.lock().unwrap();
     let stream = serde_json::from_slice::<Value>(&body).is_ok_and(|v| v["stream"] == true);
-    match inner.authorize(&headers) {
+    let mut response = match inner.authorize(&headers) {
         Ok(_) if stream => sse_answer(inner.held.clone()),
         Ok(_) => Json(json!({
             "id": "msg_fake",
@@ -619,7 +641,13 @@ async fn messages(
         }))
         .into_response(),
         Err(why) => auth_error(why),
+    };
+    if close {
+        response
+            .headers_mut()
+            .insert("connection", HeaderValue::from_static("close"));
     }
+    response
 }
 
 /// `POST /test/upload`: reads the whole body as it streams in; answers its length and SHA-256.
@@ -715,9 +743,30 @@ fn test_ca(dir: &Path) -> (tokio_rustls::TlsAcceptor, PathBuf) {
     (tokio_rustls::TlsAcceptor::from(Arc::new(config)), ca_path)
 }
 
+/// A TCP listener that counts the connections it accepts.
+struct Counted {
+    listener: tokio::net::TcpListener,
+    inner: Arc<Mutex<Inner>>,
+}
+
+impl axum::serve::Listener for Counted {
+    type Io = tokio::net::TcpStream;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let accepted = Listener::accept(&mut self.listener).await;
+        self.inner.lock().unwrap().connections += 1;
+        accepted
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.listener.local_addr()
+    }
+}
+
 /// A TCP listener that hands axum TLS streams; failed handshakes are skipped.
 struct TlsListener {
-    listener: tokio::net::TcpListener,
+    listener: Counted,
     acceptor: tokio_rustls::TlsAcceptor,
 }
 
@@ -727,9 +776,7 @@ impl axum::serve::Listener for TlsListener {
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         loop {
-            let Ok((stream, addr)) = self.listener.accept().await else {
-                continue;
-            };
+            let (stream, addr) = self.listener.accept().await;
             if let Ok(tls) = self.acceptor.accept(stream).await {
                 return (tls, addr);
             }
