@@ -1,6 +1,8 @@
 //! Log lines to stderr. Threads that log a line per request (the proxy's workers) collect their
 //! lines and write them in one go when they run out of work, as nginx writes its access log
 //! from its workers: no writer thread to wake, no queue to lock, one write for many lines.
+//! As with nginx, a stderr that cannot keep up (a full pipe) slows those threads down; no line
+//! is dropped.
 
 use std::cell::RefCell;
 use std::fmt::Write as _;

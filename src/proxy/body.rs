@@ -8,7 +8,7 @@ use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
-use http::Method;
+use http::{Method, Uri};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
@@ -145,18 +145,19 @@ pub struct Exchange {
     /// The worker's own handle (not the shared metrics'), so its count stays on one thread.
     worker: Arc<Worker>,
     method: Method,
-    path: String,
+    /// The request's URI, shared rather than copied; only its path is logged.
+    uri: Uri,
     status: u16,
     started: Instant,
     ended: Option<&'static str>,
 }
 
 impl Exchange {
-    pub fn new(worker: Arc<Worker>, method: Method, path: String, started: Instant) -> Self {
+    pub fn new(worker: Arc<Worker>, method: Method, uri: Uri, started: Instant) -> Self {
         Self {
             worker,
             method,
-            path,
+            uri,
             status: 0,
             started,
             ended: None,
@@ -186,7 +187,7 @@ impl Drop for Exchange {
         }
         self.worker.proxy.metrics.stream_closed();
         let ms = self.started.elapsed().as_secs_f64() * 1000.0;
-        let (method, path, status) = (&self.method, &self.path, self.status);
+        let (method, path, status) = (&self.method, self.uri.path(), self.status);
         match self.ended {
             Some("complete") => info!("{method} {path} {status} {ms:.1}ms"),
             Some(why) => warn!("{method} {path} {status} {ms:.1}ms ({why})"),

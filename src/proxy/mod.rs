@@ -124,7 +124,7 @@ impl Worker {
             self.clone(),
             request.method().clone(),
             // The query is not logged: it is the one place a client might put a secret.
-            request.uri().path().to_string(),
+            request.uri().clone(),
             Instant::now(),
         );
 

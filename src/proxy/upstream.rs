@@ -293,6 +293,8 @@ where
     T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
     let (sender, connection) = http1::Builder::new()
+        // One buffer per write, as on the server side.
+        .writev(false)
         .handshake(TokioIo::new(io))
         .await
         .map_err(|err| format!("HTTP/1.1 handshake: {}", with_causes(&err)))?;
