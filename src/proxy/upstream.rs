@@ -135,7 +135,7 @@ impl Upstream {
         mut request: Request<ProxyBody>,
     ) -> std::result::Result<Response<Pooled>, String> {
         loop {
-            let error = match self.take().await? {
+            let (mut error, reused) = match self.take().await? {
                 Taken::Http1 { mut sender, reused } => {
                     request
                         .headers_mut()
@@ -160,7 +160,6 @@ impl Upstream {
                     }
                 }
             };
-            let (mut error, reused) = error;
             match error.take_message() {
                 Some(unsent) if reused => {
                     debug!(error = %with_causes(error.error()), "a pooled connection was closed; sending on another");
