@@ -142,6 +142,27 @@ pub struct Fresh {
     pub outcome: Outcome,
 }
 
+impl Fresh {
+    /// This token for handing out, unless it has already expired (there was no refresh token,
+    /// or the refresh failed): the provider would only refuse it.
+    pub fn unexpired(self) -> Result<Self> {
+        let now = Timestamp::now();
+        let Some(at) = self.credential.expires_at().filter(|at| *at <= now) else {
+            return Ok(self);
+        };
+        Err(Error::failure(format!(
+            "the access token of slot '{}' expired {} ({})",
+            self.slot.name,
+            crate::timefmt::relative(at, now),
+            crate::timefmt::local(at)
+        ))
+        .with_hint(format!(
+            "store a new one: claude setup-token | tokenkeeper add {} --from stdin",
+            self.slot.name
+        )))
+    }
+}
+
 /// Makes sure the slot's access token is fresh per `policy` (always refreshes with `force`),
 /// and returns the slot and its current credential.
 pub fn ensure_fresh(

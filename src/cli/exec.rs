@@ -53,7 +53,8 @@ pub struct Args {
     pub agent: AgentArg,
 
     /// Put the real token in COMMAND's environment instead of running a proxy (for CI, where
-    /// nothing else runs beside the agent).
+    /// nothing else runs beside the agent). Refreshed first when due; an expired token that
+    /// cannot be refreshed stops exec before COMMAND runs.
     #[arg(long)]
     pub env: bool,
 
@@ -75,7 +76,8 @@ pub fn run(args: Args, paths: &Paths) -> Result<u8> {
 
     if args.env {
         let policy = Policy::from_env()?;
-        let fresh = refresh::ensure_fresh(paths, agent, args.slot.as_deref(), false, &policy)?;
+        let fresh = refresh::ensure_fresh(paths, agent, args.slot.as_deref(), false, &policy)?
+            .unexpired()?;
         eprintln!(
             "tokenkeeper: warning: the real token of slot '{}' is in the command's environment, readable by everything it runs; leave out --env to keep it behind a proxy",
             fresh.slot.name

@@ -4,10 +4,9 @@ use serde_json::json;
 
 use super::AgentArg;
 use super::output::{self, Format};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::paths::Paths;
 use crate::refresh::{self, Policy};
-use crate::timefmt;
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
@@ -26,21 +25,9 @@ pub struct Args {
 pub fn run(args: Args, paths: &Paths, format: Format) -> Result<u8> {
     let agent = args.agent.agent;
     let policy = Policy::from_env()?;
-    let fresh = refresh::ensure_fresh(paths, agent, args.slot.as_deref(), false, &policy)?;
+    let fresh =
+        refresh::ensure_fresh(paths, agent, args.slot.as_deref(), false, &policy)?.unexpired()?;
     let (slot, credential) = (fresh.slot, fresh.credential);
-    let now = jiff::Timestamp::now();
-    if let Some(at) = credential.expires_at().filter(|at| *at <= now) {
-        return Err(Error::failure(format!(
-            "the access token of slot '{}' expired {} ({})",
-            slot.name,
-            timefmt::relative(at, now),
-            timefmt::local(at)
-        ))
-        .with_hint(format!(
-            "store a new one: claude setup-token | tokenkeeper add {} --from stdin",
-            slot.name
-        )));
-    }
     let token = credential.access_token();
     if format == Format::Json {
         return output::json(&json!({

@@ -144,6 +144,23 @@ fn a_slot_that_cannot_be_used_stops_exec_before_the_command_runs() {
         .fails(1)
         .stderr_has("no active claude slot");
     assert!(!marker.exists());
+
+    // An expired token that cannot be refreshed (no refresh token) is not handed to the
+    // command either: the provider would only refuse it.
+    let blob = serde_json::json!({
+        "accessToken": access("old"),
+        "expiresAt": now_ms() - 3 * 3_600_000,
+    });
+    env.cmd(&["add", "old", "--from", "stdin"])
+        .stdin(blob.to_string())
+        .ok();
+    env.cmd(&["exec", "old", "--env", "--", "sh", "-c", &script])
+        .fails(1)
+        .one_line_error()
+        .stderr_has("the access token of slot 'old' expired 3h ago")
+        .stderr_has("hint: store a new one")
+        .hides(&access("old"));
+    assert!(!marker.exists());
 }
 
 #[test]
