@@ -749,7 +749,7 @@ struct Counted {
     inner: Arc<Mutex<Inner>>,
 }
 
-impl axum::serve::Listener for Counted {
+impl Listener for Counted {
     type Io = tokio::net::TcpStream;
     type Addr = std::net::SocketAddr;
 
@@ -770,7 +770,7 @@ struct TlsListener {
     acceptor: tokio_rustls::TlsAcceptor,
 }
 
-impl axum::serve::Listener for TlsListener {
+impl Listener for TlsListener {
     type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
     type Addr = std::net::SocketAddr;
 
