@@ -147,13 +147,7 @@ fn a_slot_that_cannot_be_used_stops_exec_before_the_command_runs() {
 
     // An expired token that cannot be refreshed (no refresh token) is not handed to the
     // command either: the provider would only refuse it.
-    let blob = serde_json::json!({
-        "accessToken": access("old"),
-        "expiresAt": now_ms() - 3 * 3_600_000,
-    });
-    env.cmd(&["add", "old", "--from", "stdin"])
-        .stdin(blob.to_string())
-        .ok();
+    env.add_expired_without_refresh("old");
     env.cmd(&["exec", "old", "--env", "--", "sh", "-c", &script])
         .fails(1)
         .one_line_error()

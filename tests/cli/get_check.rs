@@ -33,13 +33,7 @@ fn get_without_an_active_slot_says_what_to_do() {
 #[test]
 fn expired_token_fails_get_and_check_with_nothing_on_stdout() {
     let env = Env::new();
-    let blob = serde_json::json!({
-        "accessToken": access("old"),
-        "expiresAt": now_ms() - 3 * 3_600_000,
-    });
-    env.cmd(&["add", "old", "--from", "stdin"])
-        .stdin(blob.to_string())
-        .ok();
+    env.add_expired_without_refresh("old");
     let out = env.cmd(&["get", "old"]).fails(1);
     out.stdout_is("")
         .stderr_has("expired 3h ago")

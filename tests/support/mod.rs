@@ -80,6 +80,18 @@ impl Env {
             .ok();
     }
 
+    /// Adds slot `name` holding only an access token, `access(name)`, that expired 3 hours ago:
+    /// nothing can refresh it.
+    pub fn add_expired_without_refresh(&self, name: &str) {
+        let blob = serde_json::json!({
+            "accessToken": access(name),
+            "expiresAt": now_ms() - 3 * 3_600_000,
+        });
+        self.cmd(&["add", name, "--from", "stdin"])
+            .stdin(blob.to_string())
+            .ok();
+    }
+
     /// The refresh token stored for a slot (a Claude-shaped credential).
     pub fn refresh_token_of(&self, slot: &str) -> String {
         self.exported(slot)["claudeAiOauth"]["refreshToken"]
