@@ -45,6 +45,13 @@ pub struct LiveRecord {
     pub written_at: Timestamp,
 }
 
+/// Where a refresh answer that could not be applied was kept, and why it could not be.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stranded {
+    pub why: String,
+    pub kept: String,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Slot {
     pub id: String,
@@ -73,6 +80,9 @@ pub struct Slot {
     /// Set when the provider refused the refresh token: the provider's error code.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub needs_login: Option<String>,
+    /// Set when the answer to the slot's last refresh could not be applied; it was set aside.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stranded: Option<Stranded>,
     /// The last usage reading, for `list`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<Snapshot>,
@@ -106,6 +116,7 @@ impl Slot {
             expires_at: None,
             refresh_expires_at: None,
             needs_login: None,
+            stranded: None,
             usage: None,
             usage_tried_at: None,
             created_at: now,
@@ -120,6 +131,7 @@ impl Slot {
     pub fn absorb(&mut self, credential: &Credential, now: Timestamp) {
         self.kind = credential.kind();
         self.needs_login = None;
+        self.stranded = None;
         if let Some(plan) = credential.subscription_type() {
             self.subscription_type = Some(plan.to_string());
         }

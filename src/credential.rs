@@ -311,11 +311,23 @@ impl Credential {
 
     /// Takes the tokens of a refresh: new access token, the rotated refresh token (the old one is
     /// kept when the answer has none), the new expiry and scopes. Every other field stays.
+    /// An answer without an access token still carries the lineage: the old access token (dead
+    /// since the rotation) stays, marked expired, so the next use refreshes with the new one.
     pub fn apply_refresh(&mut self, tokens: &crate::provider::Tokens, now: Timestamp) {
         let fields = self.fields_mut();
+        let Some(access) = &tokens.access_token else {
+            if let Some(refresh) = &tokens.refresh_token {
+                fields.insert(
+                    "refreshToken".into(),
+                    Value::String(refresh.expose_secret().to_string()),
+                );
+            }
+            fields.insert("expiresAt".into(), Value::from(now.as_millisecond()));
+            return;
+        };
         fields.insert(
             "accessToken".into(),
-            Value::String(tokens.access_token.expose_secret().to_string()),
+            Value::String(access.expose_secret().to_string()),
         );
         if let Some(refresh) = &tokens.refresh_token {
             fields.insert(

@@ -58,6 +58,11 @@ fn parent_dir(path: &Path) -> &Path {
     }
 }
 
+/// Fsyncs the directory holding `path`, making a rename into it durable.
+pub fn sync_parent(path: &Path) -> io::Result<()> {
+    sync_dir(parent_dir(path))
+}
+
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }

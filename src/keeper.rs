@@ -16,7 +16,7 @@ use crate::catalog::{self, Catalog, LiveRecord, Slot};
 use crate::credential::Credential;
 use crate::durable::failpoint;
 use crate::error::{Error, Result};
-use crate::journal::{Entry, Journal};
+use crate::journal::{Entry, Journal, Pending, Resolved};
 use crate::lock::FileLock;
 use crate::net;
 use crate::paths::Paths;
@@ -34,7 +34,18 @@ pub struct Keeper {
     now: Timestamp,
     /// Things the user should hear about that are not errors (printed to stderr).
     pub notices: Vec<String>,
+    /// Slots whose newest tokens are in the journal because their store did not take them:
+    /// read from here until a write succeeds, so nothing ever uses (or spends) the older copy.
+    unapplied: std::collections::HashMap<String, Unapplied>,
     _lock: FileLock,
+}
+
+/// A slot's journalled credential its store has not taken yet.
+struct Unapplied {
+    credential: Credential,
+    /// Every journal entry of the slot, all superseded once a write of the slot succeeds.
+    paths: Vec<std::path::PathBuf>,
+    why: String,
 }
 
 /// Result of `add`.
@@ -73,6 +84,7 @@ impl Keeper {
             catalog,
             now: Timestamp::now(),
             notices: Vec::new(),
+            unapplied: std::collections::HashMap::new(),
             _lock: lock,
         };
         keeper.replay_journal()?;
@@ -80,47 +92,143 @@ impl Keeper {
     }
 
     /// Applies updates a previous process made durable but may not have finished.
+    ///
+    /// Per slot only the newest entry counts (each holds the whole credential, and the older
+    /// ones' tokens were spent to get it). An entry that cannot be read is set aside and its slot
+    /// marked; one whose store is unreachable stays, and the slot is read from it meanwhile.
+    /// Neither stops this command or touches other slots.
     fn replay_journal(&mut self) -> Result<()> {
         let journal = Journal::new(&self.paths);
+        let mut by_slot: Vec<(Option<String>, Vec<Pending>)> = Vec::new();
         for pending in journal.pending()? {
-            self.apply(&pending.entry)?;
-            journal.remove(&pending.path)?;
+            let slot = pending.entry.as_ref().ok().map(|e| e.slot.clone());
+            match by_slot
+                .iter_mut()
+                .find(|(s, _)| slot.is_some() && *s == slot)
+            {
+                Some((_, list)) => list.push(pending),
+                None => by_slot.push((slot, vec![pending])),
+            }
+        }
+        for (slot, mut entries) in by_slot {
+            let newest = entries.pop().expect("groups are never empty");
+            let resolved = match &newest.entry {
+                Ok(entry) => entry.resolve(),
+                Err(why) => Err(why.clone()),
+            };
+            let Some(slot_id) = slot.filter(|id| self.catalog.get(id).is_some()) else {
+                if let Ok(entry) = &newest.entry {
+                    info!(slot = %entry.slot, "journal entry for a removed slot; dropping it");
+                    for pending in entries.iter().chain([&newest]) {
+                        journal.remove(&pending.path)?;
+                    }
+                } else {
+                    let kept = journal.set_aside(&newest.path)?;
+                    self.notices.push(format!(
+                        "a damaged journal entry was moved to {}",
+                        kept.display()
+                    ));
+                }
+                continue;
+            };
+            let entry = newest
+                .entry
+                .as_ref()
+                .expect("grouped by a readable entry's slot");
+            match resolved {
+                Err(why) => {
+                    // Older entries' tokens were spent to get this answer: none is usable now.
+                    for pending in &entries {
+                        journal.set_aside(&pending.path)?;
+                    }
+                    let kept = journal.set_aside(&newest.path)?;
+                    self.strand(&slot_id, &why, &kept)?;
+                }
+                Ok(resolved) => match self.apply(entry, &resolved) {
+                    Ok(()) => {
+                        for pending in entries.iter().chain([&newest]) {
+                            journal.remove(&pending.path)?;
+                        }
+                    }
+                    Err(err) => {
+                        let name = self.catalog.get(&slot_id).map_or("?", |s| s.name.as_str());
+                        self.notices.push(format!(
+                            "slot '{name}' has new tokens its store did not take ({}); they stay in the journal and the next command stores them",
+                            err.message()
+                        ));
+                        self.unapplied.insert(
+                            slot_id,
+                            Unapplied {
+                                credential: resolved.credential,
+                                paths: entries
+                                    .iter()
+                                    .chain([&newest])
+                                    .map(|p| p.path.clone())
+                                    .collect(),
+                                why: err.message().to_string(),
+                            },
+                        );
+                    }
+                },
+            }
         }
         Ok(())
     }
 
+    /// Marks a slot whose newest journal entry could not be applied (kept at `kept`).
+    fn strand(&mut self, slot_id: &str, why: &str, kept: &std::path::Path) -> Result<()> {
+        if let Some(slot) = self.catalog.get_mut(slot_id) {
+            info!(slot = %slot.name, why, "a refresh's answer cannot be applied; set aside");
+            slot.needs_login = Some("unusable refresh answer".into());
+            slot.stranded = Some(catalog::Stranded {
+                why: why.to_string(),
+                kept: kept.display().to_string(),
+            });
+        }
+        self.save()
+    }
+
+    /// Why a slot's newest tokens are still only in the journal, if they are.
+    pub fn unapplied(&self, slot_id: &str) -> Option<&str> {
+        self.unapplied.get(slot_id).map(|u| u.why.as_str())
+    }
+
     /// Applies one journal entry: store, then live file (only if it still holds what the
-    /// refresh started from), then catalog. Each step is idempotent.
-    fn apply(&mut self, entry: &Entry) -> Result<()> {
-        let Some(slot) = self.catalog.get(&entry.slot).cloned() else {
-            info!(slot = %entry.slot, "journal entry for a removed slot; dropping it");
-            return Ok(());
-        };
-        let credential = Credential::parse(
-            entry.credential.expose_secret().as_bytes(),
-            "a journal entry",
-        )?;
+    /// refresh started from), then catalog. Each step is idempotent. The live file is written
+    /// even when the store fails: if the agent kept the spent token there, its next refresh
+    /// would replay it and revoke the lineage.
+    fn apply(&mut self, entry: &Entry, resolved: &Resolved) -> Result<()> {
+        let slot = self
+            .catalog
+            .get(&entry.slot)
+            .cloned()
+            .expect("checked by the caller");
+        let credential = &resolved.credential;
         debug!(slot = %slot.name, "applying journal entry");
-        self.put(&slot, &credential)?;
+        let stored = self.put(&slot, credential);
         failpoint("apply:after-store");
         if let Some(before) = &entry.live_before {
             let live = Live::locate()?;
             let current = live.read()?.map(|c| c.fingerprint());
             let new = fingerprint(credential.to_secret_json().expose_secret().as_bytes());
             if current.as_ref() == Some(before) || current.as_ref() == Some(&new) {
-                let written = live.write(&credential)?;
+                let written = live.write(credential)?;
                 failpoint("apply:after-live");
                 self.record_live(&entry.agent, &slot.id, written);
             }
         }
+        if let Err(err) = stored {
+            self.save()?;
+            return Err(err);
+        }
         let now = self.now;
         let slot = self.catalog.get_mut(&slot.id).expect("present");
-        slot.absorb(&credential, now);
+        slot.absorb(credential, now);
         if slot.account_uuid.is_none() {
-            slot.account_uuid = entry.account_uuid.clone();
+            slot.account_uuid = resolved.account_uuid.clone();
         }
         if slot.email.is_none() {
-            slot.email = entry.email.clone();
+            slot.email = resolved.email.clone();
         }
         self.save()
     }
@@ -203,8 +311,11 @@ impl Keeper {
         self.catalog.save(&self.paths.catalog_file())
     }
 
-    /// The stored credential of a slot.
+    /// The stored credential of a slot (its journalled one while its store has not taken it).
     pub fn credential(&self, slot: &Slot) -> Result<Credential> {
+        if let Some(unapplied) = self.unapplied.get(&slot.id) {
+            return Ok(unapplied.credential.clone());
+        }
         let key = SecretKey::slot(&slot.agent, &slot.id);
         let store = self.stores.get(slot.backend);
         let secret = store.get(&key)?.ok_or_else(|| {
@@ -224,11 +335,19 @@ impl Keeper {
         )
     }
 
-    fn put(&self, slot: &Slot, credential: &Credential) -> Result<()> {
+    /// Stores a slot's credential. It supersedes whatever the journal still held for the slot.
+    fn put(&mut self, slot: &Slot, credential: &Credential) -> Result<()> {
         self.stores.get(slot.backend).put(
             &SecretKey::slot(&slot.agent, &slot.id),
             &credential.to_secret_json(),
-        )
+        )?;
+        if let Some(unapplied) = self.unapplied.remove(&slot.id) {
+            let journal = Journal::new(&self.paths);
+            for path in &unapplied.paths {
+                journal.remove(path)?;
+            }
+        }
+        Ok(())
     }
 
     /// The slot holding the same lineage as `credential`, if any.
@@ -272,10 +391,10 @@ impl Keeper {
         };
         let owner = match self.find_lineage(agent.name(), &credential)? {
             Some(id) => {
-                let slot = self.catalog.get(&id).expect("found above");
-                if self.credential(slot)? != credential {
+                let slot = self.catalog.get(&id).expect("found above").clone();
+                if self.credential(&slot)? != credential {
                     info!(slot = %slot.name, "saving the credential Claude Code updated");
-                    self.put(slot, &credential)?;
+                    self.put(&slot, &credential)?;
                     let now = self.now;
                     self.catalog
                         .get_mut(&id)

@@ -6,6 +6,7 @@
 //! lineage (a new login is needed) from a passing failure (retry later), and never carry a
 //! token: only status codes and the provider's error code are reported.
 
+use std::future::Future;
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
@@ -75,8 +76,20 @@ pub enum ProviderError {
     NeedsLogin(String),
     /// 401/403 from an API endpoint: the access token is expired, revoked or lacks the scope.
     Unauthorized(u16),
-    /// Anything else — 5xx, 429, network, timeout, an unreadable answer. Worth retrying.
+    /// The request never reached the provider, or the provider said to wait (429). Worth
+    /// retrying; the refresh token is unspent.
     Transient(String),
+    /// The request was sent but its answer was lost (timeout, connection cut, a 5xx from the
+    /// provider or something in between): the provider may have rotated the refresh token.
+    /// Retrying with the same token is still the only chance of keeping the lineage.
+    Lost(String),
+}
+
+impl ProviderError {
+    /// Whether the request may have reached the provider and been acted on.
+    pub fn maybe_acted_on(&self) -> bool {
+        matches!(self, ProviderError::Lost(_))
+    }
 }
 
 impl std::fmt::Display for ProviderError {
@@ -88,7 +101,7 @@ impl std::fmt::Display for ProviderError {
             ProviderError::Unauthorized(status) => {
                 write!(f, "the provider refused the access token (HTTP {status})")
             }
-            ProviderError::Transient(why) => f.write_str(why),
+            ProviderError::Transient(why) | ProviderError::Lost(why) => f.write_str(why),
         }
     }
 }
@@ -96,7 +109,8 @@ impl std::fmt::Display for ProviderError {
 /// What the token endpoint returns; tokens already wrapped as secrets.
 #[derive(Debug)]
 pub struct Tokens {
-    pub access_token: Secret,
+    /// `None` only when the answer carried a new refresh token without an access token.
+    pub access_token: Option<Secret>,
     pub refresh_token: Option<Secret>,
     pub expires_in: Option<SignedDuration>,
     pub scopes: Option<Vec<String>>,
@@ -146,29 +160,32 @@ impl Client {
     }
 
     /// Exchanges a refresh token for new tokens, retrying transient failures with backoff.
-    /// The refresh token is single-use: after `Ok`, only the returned tokens are valid.
-    pub async fn refresh(&self, refresh_token: &Secret) -> Result<Tokens, ProviderError> {
+    /// The refresh token is single-use: after `Ok`, only the answer's tokens are valid. The
+    /// answer comes back as received, for the caller to make durable before reading it
+    /// ([`interpret`]): a reading that fails must not lose the only copy of the new tokens.
+    pub async fn refresh(&self, refresh_token: &Secret) -> Result<Secret, ProviderError> {
         let body = json!({
             "grant_type": "refresh_token",
             "refresh_token": refresh_token.expose_secret(),
             "client_id": self.endpoints.client_id,
         });
-        let value = self
-            .with_retries("refresh", Retry::Backoff, || {
+        self.with_retries("refresh", Retry::Backoff, || async {
+            send_raw(
                 self.http
                     .post(&self.endpoints.oauth_url)
                     .header("anthropic-beta", OAUTH_BETA)
-                    .json(&body)
-            })
+                    .json(&body),
+            )
             .await
-            .map_err(|err| match err {
-                // The token endpoint refusing the client outright is as final as invalid_grant.
-                ProviderError::Unauthorized(status) => {
-                    ProviderError::NeedsLogin(format!("HTTP {status}"))
-                }
-                other => other,
-            })?;
-        parse_tokens(value)
+        })
+        .await
+        .map_err(|err| match err {
+            // The token endpoint refusing the client outright is as final as invalid_grant.
+            ProviderError::Unauthorized(status) => {
+                ProviderError::NeedsLogin(format!("HTTP {status}"))
+            }
+            other => other,
+        })
     }
 
     /// `GET /api/oauth/profile`, tried once: callers use it to enrich what they know and carry
@@ -216,28 +233,41 @@ impl Client {
     ) -> Result<Value, ProviderError> {
         let url = format!("{}{path}", self.endpoints.api_url);
         self.with_retries(path, retry, || {
-            self.http
-                .get(&url)
-                .bearer_auth(access_token.expose_secret())
-                .header("anthropic-beta", OAUTH_BETA)
+            send(
+                self.http
+                    .get(&url)
+                    .bearer_auth(access_token.expose_secret())
+                    .header("anthropic-beta", OAUTH_BETA),
+            )
         })
         .await
     }
 
-    async fn with_retries(
+    async fn with_retries<T, F: Future<Output = Result<T, ProviderError>>>(
         &self,
         what: &str,
         retry: Retry,
-        request: impl Fn() -> reqwest::RequestBuilder,
-    ) -> Result<Value, ProviderError> {
+        attempt_once: impl Fn() -> F,
+    ) -> Result<T, ProviderError> {
         let retries = match retry {
             Retry::Backoff => BACKOFF.len(),
             Retry::Never => 0,
         };
         let mut attempt = 0;
+        let mut lost_before = false;
         loop {
-            match send(request()).await {
-                Err(ProviderError::Transient(why)) if attempt < retries => {
+            match attempt_once().await {
+                // A refusal right after a lost answer: the lost answer had rotated the token.
+                Err(ProviderError::NeedsLogin(code)) if lost_before => {
+                    return Err(ProviderError::NeedsLogin(format!(
+                        "{code}, after an earlier answer was lost: the provider had rotated it"
+                    )));
+                }
+                Err(err @ (ProviderError::Transient(_) | ProviderError::Lost(_)))
+                    if attempt < retries =>
+                {
+                    lost_before |= err.maybe_acted_on();
+                    let why = err.to_string();
                     info!(request = what, attempt = attempt + 1, error = %why, "transient failure; retrying");
                     tokio::time::sleep(BACKOFF[attempt]).await;
                     attempt += 1;
@@ -249,43 +279,54 @@ impl Client {
 }
 
 async fn send(request: reqwest::RequestBuilder) -> Result<Value, ProviderError> {
-    let response = request
-        .send()
-        .await
-        .map_err(|err| ProviderError::Transient(describe(&err)))?;
+    let body = send_raw(request).await?;
+    serde_json::from_str(body.expose_secret()).map_err(|_| {
+        ProviderError::Lost("the provider answered with a body that is not JSON".into())
+    })
+}
+
+/// Sends a request; the body of a 2xx answer as received, or the classified failure.
+async fn send_raw(request: reqwest::RequestBuilder) -> Result<Secret, ProviderError> {
+    let response = request.send().await.map_err(|err| {
+        // Only a failed connection proves the request never left; anything later may have
+        // been acted on.
+        if err.is_connect() {
+            ProviderError::Transient(describe(&err))
+        } else {
+            ProviderError::Lost(describe(&err))
+        }
+    })?;
     let status = response.status();
-    let body = response
-        .bytes()
-        .await
-        .map_err(|err| ProviderError::Transient(describe(&err)))?;
+    let body = zeroize::Zeroizing::new(
+        response
+            .bytes()
+            .await
+            .map_err(|err| ProviderError::Lost(describe(&err)))?
+            .to_vec(),
+    );
     debug!(
         status = status.as_u16(),
         bytes = body.len(),
         "provider answered"
     );
+    if status.is_success() {
+        return Ok(Secret::new(String::from_utf8_lossy(&body).into_owned()));
+    }
     let value: Option<Value> = serde_json::from_slice(&body).ok();
     let error_code = value
         .as_ref()
         .and_then(|v| v.get("error"))
         .and_then(|e| e.as_str().or_else(|| e.get("type").and_then(Value::as_str)))
         .map(|s| s.chars().take(64).collect::<String>());
-    if status.is_success() {
-        return value.ok_or_else(|| {
-            ProviderError::Transient(format!(
-                "the provider answered HTTP {status} with a body that is not JSON"
-            ))
-        });
-    }
     let code = error_code.unwrap_or_else(|| format!("HTTP {}", status.as_u16()));
+    let answered = format!("the provider answered HTTP {} ({code})", status.as_u16());
     Err(match status {
         StatusCode::BAD_REQUEST if code == "invalid_grant" => ProviderError::NeedsLogin(code),
         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
             ProviderError::Unauthorized(status.as_u16())
         }
-        _ => ProviderError::Transient(format!(
-            "the provider answered HTTP {} ({code})",
-            status.as_u16()
-        )),
+        _ if status.is_server_error() => ProviderError::Lost(answered),
+        _ => ProviderError::Transient(answered),
     })
 }
 
@@ -315,16 +356,34 @@ fn port_suffix(url: &reqwest::Url) -> String {
     url.port().map(|p| format!(":{p}")).unwrap_or_default()
 }
 
-fn parse_tokens(value: Value) -> Result<Tokens, ProviderError> {
+/// The longest access-token lifetime believed; anything outside 0..=this is absurd.
+const MAX_EXPIRES_IN: SignedDuration = SignedDuration::from_hours(400 * 24);
+/// What an absurd or missing-but-needed lifetime is taken to be: short, so the next refresh
+/// comes early rather than late.
+pub const ASSUMED_EXPIRES_IN: SignedDuration = SignedDuration::from_hours(1);
+
+/// Reads the token endpoint's answer as received. Lenient about shapes (a number as a
+/// string), strict about sense (an `expires_in` outside 0 to 400 days is not believed), and
+/// never panics. An answer with a new refresh token but no access token still keeps the
+/// lineage; only an answer with neither is refused (`Err` says why, naming no value).
+pub fn interpret(raw: &Secret) -> Result<Tokens, String> {
+    let value: Value = serde_json::from_str(raw.expose_secret())
+        .map_err(|_| "the answer is not JSON".to_string())?;
+    if !value.is_object() {
+        return Err("the answer is not a JSON object".into());
+    }
     let text = |key: &str| {
         value
             .get(key)
             .and_then(Value::as_str)
+            .map(str::trim)
             .filter(|s| !s.is_empty())
     };
-    let access = text("access_token").ok_or_else(|| {
-        ProviderError::Transient("the token endpoint's answer has no access_token".into())
-    })?;
+    let access = text("access_token");
+    let refresh = text("refresh_token");
+    if access.is_none() && refresh.is_none() {
+        return Err("the answer has neither access_token nor refresh_token".into());
+    }
     let account = value.get("account");
     let account_text = |key: &str| {
         account
@@ -332,20 +391,32 @@ fn parse_tokens(value: Value) -> Result<Tokens, ProviderError> {
             .and_then(Value::as_str)
             .map(str::to_string)
     };
+    let expires_in = match value.get("expires_in") {
+        None | Some(Value::Null) => None,
+        Some(raw) => Some(
+            raw.as_i64()
+                .or_else(|| raw.as_str().and_then(|s| s.trim().parse().ok()))
+                .filter(|secs| *secs >= 0 && *secs <= MAX_EXPIRES_IN.as_secs())
+                .map(SignedDuration::from_secs)
+                .unwrap_or_else(|| {
+                    tracing::warn!(
+                        "the token endpoint's expires_in is not a believable lifetime; assuming one hour"
+                    );
+                    ASSUMED_EXPIRES_IN
+                }),
+        ),
+    };
     Ok(Tokens {
-        access_token: Secret::new(access.to_string()),
-        refresh_token: text("refresh_token").map(|s| Secret::new(s.to_string())),
-        expires_in: value
-            .get("expires_in")
-            .and_then(Value::as_i64)
-            .map(SignedDuration::from_secs),
+        access_token: access.map(|s| Secret::new(s.to_string())),
+        refresh_token: refresh.map(|s| Secret::new(s.to_string())),
+        expires_in,
         scopes: text("scope").map(|s| s.split_whitespace().map(str::to_string).collect()),
         account_uuid: account_text("uuid"),
         email: account_text("email_address"),
     })
 }
 
-/// Tokens from a refresh, applied at `now`.
+/// When the tokens of a refresh received at `now` expire; never panics.
 pub fn expires_at(tokens: &Tokens, now: Timestamp) -> Option<Timestamp> {
-    tokens.expires_in.map(|d| now + d)
+    tokens.expires_in.and_then(|d| now.checked_add(d).ok())
 }

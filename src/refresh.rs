@@ -106,13 +106,20 @@ pub fn due(
     let Some(expires_at) = expires_at else {
         return Due::Expiring;
     };
-    let until_expiring = expires_at.duration_since(now) - policy.margin;
+    let until_expiring = expires_at.duration_since(now).saturating_sub(policy.margin);
     if !until_expiring.is_positive() {
         return Due::Expiring;
     }
+    // Checked arithmetic: stored dates may be anything a hand or a bug wrote (year 9999 too).
+    let idle_due = last_refresh
+        .checked_add(policy.keepalive_after)
+        .unwrap_or(Timestamp::MAX);
     let keepalive_at = match refresh_expires_at {
-        Some(at) => (at - policy.keepalive_margin).min(last_refresh + policy.keepalive_after),
-        None => last_refresh + policy.keepalive_after,
+        Some(at) => at
+            .checked_sub(policy.keepalive_margin)
+            .unwrap_or(Timestamp::MIN)
+            .min(idle_due),
+        None => idle_due,
     };
     let until_keepalive = keepalive_at.duration_since(now);
     if !until_keepalive.is_positive() {
@@ -262,8 +269,8 @@ pub fn ensure_fresh(
         .expect("OAuth credentials have a refresh token");
     failpoint("refresh:before-request");
     info!(slot = %slot.name, "refreshing");
-    let tokens = match net::block_on(net::client().refresh(&refresh_token)) {
-        Ok(tokens) => tokens,
+    let answer = match net::block_on(net::client().refresh(&refresh_token)) {
+        Ok(answer) => answer,
         Err(ProviderError::NeedsLogin(code)) => {
             let mut keeper = Keeper::open(paths.clone())?;
             keeper.mark_needs_login(&slot.id, &code)?;
@@ -281,40 +288,71 @@ pub fn ensure_fresh(
                     outcome: Outcome::Deferred,
                 });
             }
-            return Err(
-                Error::failure(format!("cannot refresh slot '{}': {err}", slot.name)).with_hint(
-                    "this is usually temporary; the stored token was kept, try again shortly",
-                ),
-            );
+            return Err(refresh_failed(&slot.name, &err));
         }
     };
 
-    // 5. Durable first: the journal holds the only copy of the new refresh token.
-    let now = Timestamp::now();
-    let mut updated = credential.clone();
-    updated.apply_refresh(&tokens, now);
-    Journal::new(paths).write(&Entry {
-        agent: agent.name().to_string(),
-        slot: slot.id.clone(),
-        credential: updated.to_secret_json(),
+    // 5. Durable first: the journal holds the only copy of the new refresh token, as the
+    //    provider sent it; it is read only once it is safe (6).
+    let received_at = Timestamp::now();
+    Journal::new(paths).write(&Entry::refreshed(
+        agent.name(),
+        &slot.id,
+        &credential,
+        answer,
         live_before,
-        account_uuid: tokens.account_uuid.clone(),
-        email: tokens.email.clone(),
-        created_at: now,
-    })?;
+        received_at,
+    ))?;
     failpoint("refresh:after-journal");
 
-    // 6. Opening the keeper applies the journal to the store, the live file and the catalog.
+    // 6. Opening the keeper reads the answer and applies it to the store, the live file and
+    //    the catalog; an answer it cannot use strands the slot, a store that fails keeps it.
     let keeper = Keeper::open(paths.clone())?;
     let slot = keeper.catalog().get(&slot.id).cloned().unwrap_or(slot);
+    check_login(&slot)?;
+    if let Some(why) = keeper.unapplied(&slot.id) {
+        return Err(Error::failure(format!(
+            "slot '{}' was refreshed, but its store did not take the new tokens: {why}",
+            slot.name
+        ))
+        .with_hint("they are safe in tokenkeeper's journal, and used from there; the next command stores them once the store works"));
+    }
+    let credential = keeper.credential(&slot)?;
     Ok(Fresh {
         slot,
-        credential: updated,
+        credential,
         outcome: Outcome::Refreshed,
     })
 }
 
+/// The error for a refresh that failed for a passing reason, saying plainly whether the
+/// provider may have spent the token.
+fn refresh_failed(name: &str, err: &ProviderError) -> Error {
+    if err.maybe_acted_on() {
+        Error::failure(format!(
+            "cannot refresh slot '{name}': {err}; the answer was lost after the request reached the provider, which may have rotated the refresh token"
+        ))
+        .with_hint(format!(
+            "try again shortly (the retry is the only way to keep the lineage); if the provider then refuses the token, log in again and run: tokenkeeper add {name}"
+        ))
+    } else {
+        Error::failure(format!("cannot refresh slot '{name}': {err}")).with_hint(
+            "the request never reached the provider, so the token is unspent; try again shortly",
+        )
+    }
+}
+
 fn check_login(slot: &Slot) -> Result<()> {
+    if let Some(stranded) = &slot.stranded {
+        return Err(Error::failure(format!(
+            "slot '{}' cannot be refreshed: the answer to its last refresh could not be used ({}); it is kept in {}",
+            slot.name, stranded.why, stranded.kept
+        ))
+        .with_hint(format!(
+            "log in again with `claude` (/login), then run: tokenkeeper add {}",
+            slot.name
+        )));
+    }
     match &slot.needs_login {
         Some(code) => Err(needs_login_error(&slot.name, code)),
         None => Ok(()),
@@ -380,5 +418,25 @@ mod tests {
             Some(SignedDuration::from_mins(90))
         );
         assert_eq!(parse_duration("soon"), None);
+    }
+
+    #[test]
+    fn dates_at_the_ends_of_time_never_panic() {
+        let p = Policy {
+            margin: SignedDuration::MAX,
+            keepalive_after: SignedDuration::MAX,
+            keepalive_margin: SignedDuration::MAX,
+        };
+        for at in [Timestamp::MIN, Timestamp::MAX, t(0)] {
+            for policy in [&p, &Policy::default()] {
+                let _ = due(Some(at), Some(at), at, t(0), policy);
+                let _ = due(Some(t(0)), Some(at), at, at, policy);
+            }
+        }
+        let far = Timestamp::MAX;
+        assert!(matches!(
+            due(Some(far), None, far, t(0), &Policy::default()),
+            Due::No(_)
+        ));
     }
 }

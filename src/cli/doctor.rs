@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use super::output::{self, Format};
 use crate::catalog::Catalog;
 use crate::error::Result;
+use crate::journal::Journal;
 use crate::paths::Paths;
 use crate::store::{self, Backend, SecretKey, Stores};
 
@@ -52,7 +53,18 @@ pub fn run(_args: Args, paths: &Paths, format: Format) -> Result<u8> {
                 .map(|err| (err.message().to_string(), err.hint().map(str::to_string))),
         })
         .collect();
-    let healthy = checks.iter().all(|check| check.error.is_none());
+    // Refresh answers that could not be applied: each was set aside, its slot marked.
+    let journal = Journal::new(paths);
+    let unusable = journal.unusable();
+    let stranded: Vec<Value> = catalog
+        .slots
+        .iter()
+        .filter_map(|slot| {
+            let stranded = slot.stranded.as_ref()?;
+            Some(json!({"slot": slot.name, "why": stranded.why, "kept": stranded.kept}))
+        })
+        .collect();
+    let healthy = checks.iter().all(|check| check.error.is_none()) && stranded.is_empty();
 
     if format == Format::Json {
         let backends: Vec<Value> = checks
@@ -73,6 +85,8 @@ pub fn run(_args: Args, paths: &Paths, format: Format) -> Result<u8> {
             "config_file": paths.config_file(),
             "data_dir": paths.data_dir,
             "backends": backends,
+            "stranded": stranded,
+            "unusable_journal_entries": unusable,
         }))?;
     } else {
         output::line(&format!(
@@ -92,6 +106,21 @@ pub fn run(_args: Args, paths: &Paths, format: Format) -> Result<u8> {
                 check.backend,
                 check.slots,
                 if check.slots == 1 { "" } else { "s" }
+            ))?;
+        }
+        for slot in &stranded {
+            output::line(&format!(
+                "slot '{}' is stranded: {}; the answer is kept in {}\n  hint: log in again with `claude` (/login), then run: tokenkeeper add {}",
+                slot["slot"].as_str().unwrap_or_default(),
+                slot["why"].as_str().unwrap_or_default(),
+                slot["kept"].as_str().unwrap_or_default(),
+                slot["slot"].as_str().unwrap_or_default(),
+            ))?;
+        }
+        for path in &unusable {
+            output::line(&format!(
+                "journal entry set aside (0600, may hold tokens): {}",
+                path.display()
             ))?;
         }
     }

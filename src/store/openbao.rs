@@ -6,6 +6,11 @@
 //! Secrets live at `<mount>/data/<prefix>/<service>/<account>` as `{"value": "…"}`; the mount
 //! (`secret`) and prefix (`tokenkeeper`) are set by `TOKENKEEPER_OPENBAO_MOUNT` and
 //! `TOKENKEEPER_OPENBAO_PREFIX`. Deleting removes every version, so no old token lingers.
+//!
+//! The server is trusted only as far as it proves itself: a write counts only when the answer
+//! has KV v2's success shape and the secret then reads back unchanged (a reverse proxy's 404
+//! page or a wrong ingress path must never pass for a stored refresh token), and redirects are
+//! never followed, since the token and the secret would travel with them.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -95,7 +100,8 @@ impl Server {
     fn new(config: OpenBaoConfig) -> Result<Self> {
         let mut http = reqwest::Client::builder()
             .timeout(TIMEOUT)
-            .connect_timeout(Duration::from_secs(5));
+            .connect_timeout(Duration::from_secs(5))
+            .redirect(reqwest::redirect::Policy::none());
         if let Some(ca) = &config.ca_cert {
             let pem = std::fs::read(ca)
                 .map_err(|err| Error::io("openbao: cannot read the CA certificate", ca, err))?;
@@ -109,6 +115,7 @@ impl Server {
                 http = http.add_root_certificate(cert);
             }
         }
+        warn_if_cleartext(&config.address);
         net::install_crypto_provider();
         let http = http
             .build()
@@ -182,7 +189,7 @@ impl Server {
         if lost {
             return Ok(false);
         }
-        self.check(status, json, what).map(|_| true)
+        self.check_written(status, json, what).map(|_| true)
     }
 
     async fn send(
@@ -211,12 +218,27 @@ impl Server {
         Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
     }
 
-    /// The body of a successful answer, `None` for 404, or an error that says what to fix.
+    /// The body of a successful answer, `None` for OpenBao's own "nothing there", or an error
+    /// that says what to fix. A 404 counts as "nothing there" only in OpenBao's shape (a JSON
+    /// body with an `errors` array, or a deleted version's `data`): anything else is a page from
+    /// something in between, and reading it as "absent" would hide a misrouted request.
     fn check(&self, status: StatusCode, json: Value, what: &str) -> Result<Option<Value>> {
         let errors = errors_of(&json);
+        let openbao_shaped = json.get("errors").is_some_and(Value::is_array)
+            || json.get("data").is_some_and(Value::is_object);
         match status {
+            _ if status.is_redirection() => Err(Error::failure(format!(
+                "openbao: cannot {what}: {} answered a redirect ({status}), which tokenkeeper never follows (the token would go with it)",
+                self.address
+            ))
+            .with_hint("point BAO_ADDR at the server itself (the address the redirect names, if you trust it)")),
             _ if status.is_success() => Ok(Some(json)),
-            StatusCode::NOT_FOUND if errors.is_empty() => Ok(None),
+            StatusCode::NOT_FOUND if errors.is_empty() && openbao_shaped => Ok(None),
+            StatusCode::NOT_FOUND if errors.is_empty() => Err(Error::failure(format!(
+                "openbao: cannot {what}: {} answered 404 without OpenBao's error shape (a proxy's page or a wrong path?)",
+                self.address
+            ))
+            .with_hint("check that BAO_ADDR is the OpenBao API address (curl \"$BAO_ADDR/v1/sys/health\")")),
             StatusCode::NOT_FOUND => Err(Error::failure(format!(
                 "openbao: cannot {what}: {} (is there a KV v2 engine at mount '{}'?)",
                 errors.join("; "),
@@ -247,6 +269,47 @@ impl Server {
             ))),
         }
     }
+
+    /// A KV v2 write's answer: success only in KV v2's own shape, `{"data":{"version":N,…}}`.
+    fn check_written(&self, status: StatusCode, json: Value, what: &str) -> Result<u64> {
+        let body = self.check(status, json, what)?;
+        body.as_ref()
+            .and_then(|b| b["data"]["version"].as_u64())
+            .filter(|_| status == StatusCode::OK)
+            .ok_or_else(|| {
+                Error::failure(format!(
+                    "openbao: cannot {what}: {} answered {status} without KV v2's success shape, so the write may not have happened",
+                    self.address
+                ))
+                .with_hint("check that BAO_ADDR is the OpenBao API address and the mount is a KV v2 engine")
+            })
+    }
+}
+
+/// Says once, on stderr, when the server's address is plain HTTP to another machine: the
+/// token and every secret would cross the network unencrypted.
+fn warn_if_cleartext(address: &str) {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    if is_cleartext_remote(address) {
+        WARNED.call_once(|| {
+            eprintln!(
+                "tokenkeeper: warning: {address} is plain http to another machine; its token and your credentials cross the network unencrypted (use https)"
+            );
+        });
+    }
+}
+
+/// An `http://` address whose host is not this machine's loopback.
+fn is_cleartext_remote(address: &str) -> bool {
+    let Ok(url) = reqwest::Url::parse(address) else {
+        return false;
+    };
+    let host = url.host_str().unwrap_or("").trim_matches(['[', ']']);
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    url.scheme() == "http" && !loopback
 }
 
 fn errors_of(json: &Value) -> Vec<&str> {
@@ -374,11 +437,31 @@ impl SecretStore for OpenBaoStore {
         }
     }
 
+    /// Writes, then reads back the version written and compares: the caller drops its only
+    /// other copy of a rotated token (a journal entry) on `Ok`, so `Ok` must mean the server
+    /// holds the value. (The version, not the latest: another install may write after us.)
     fn put(&self, key: &SecretKey, value: &Secret) -> Result<()> {
         let server = self.server()?;
         let url = server.url("data", key);
         let body = json!({"data": {"value": value.expose_secret()}});
-        net::block_on(server.call(Method::POST, &url, Some(&body), &format!("write {key}")))?;
+        let what = format!("write {key}");
+        let read_back = net::block_on(async {
+            let (status, json) = server.send(Method::POST, &url, Some(&body)).await?;
+            let version = server.check_written(status, json, &what)?;
+            let url = format!("{url}?version={version}");
+            server
+                .call(Method::GET, &url, None, &format!("read back {key}"))
+                .await
+        })?;
+        let stored = read_back
+            .as_ref()
+            .and_then(|b| b["data"]["data"]["value"].as_str());
+        if stored != Some(value.expose_secret()) {
+            return Err(Error::failure(format!(
+                "openbao: {key} does not read back as written; the write did not take"
+            ))
+            .with_hint("check that nothing between tokenkeeper and OpenBao answers in its place (BAO_ADDR)"));
+        }
         Ok(())
     }
 
@@ -409,5 +492,26 @@ mod tests {
         );
         assert_eq!(encode("../x/y"), "..%2Fx%2Fy");
         assert_eq!(encode(".."), "%2E%2E");
+    }
+
+    #[test]
+    fn plain_http_is_flagged_only_off_this_machine() {
+        for remote in [
+            "http://bao.example.com:8200",
+            "http://10.1.2.3:8200",
+            "http://[2001:db8::1]:8200",
+        ] {
+            assert!(is_cleartext_remote(remote), "{remote}");
+        }
+        for local in [
+            "https://bao.example.com",
+            "http://127.0.0.1:8200",
+            "http://127.9.9.9",
+            "http://localhost:8200",
+            "http://[::1]:8200",
+            "not a url",
+        ] {
+            assert!(!is_cleartext_remote(local), "{local}");
+        }
     }
 }

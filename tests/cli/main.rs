@@ -12,6 +12,7 @@ mod exec;
 mod export_remove;
 mod get_check;
 mod help;
+mod lineage;
 mod list;
 mod migrate;
 mod proxy;

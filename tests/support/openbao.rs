@@ -106,3 +106,102 @@ impl Drop for OpenBao {
         let _ = self.child.wait();
     }
 }
+
+/// How the [`Front`] answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// Forwards every request to the real server.
+    Pass,
+    /// Writes of secrets (POST, lease records aside) get a reverse proxy's 404 page; reads
+    /// and leases still reach the server.
+    PageOnWrite,
+    /// Every request gets `307 Temporary Redirect` to this base URL.
+    RedirectTo(String),
+}
+
+/// Something between tokenkeeper and OpenBao: a reverse proxy that forwards to the real
+/// server until told to misbehave, and counts the requests that carried a Vault token.
+pub struct Front {
+    pub address: String,
+    state: std::sync::Arc<std::sync::Mutex<(Mode, usize)>>,
+}
+
+impl Front {
+    /// A front for `upstream` (a base URL such as `http://127.0.0.1:8200`).
+    pub fn start(upstream: &str) -> Self {
+        use axum::body::Bytes;
+        use axum::http::{HeaderMap, Method, StatusCode, Uri};
+        use axum::response::{IntoResponse, Response};
+        let state = std::sync::Arc::new(std::sync::Mutex::new((Mode::Pass, 0usize)));
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let address = format!("http://{}", listener.local_addr().unwrap());
+        let (shared, upstream) = (state.clone(), upstream.to_string());
+        let handler = move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+            let (state, upstream) = (shared.clone(), upstream.clone());
+            async move {
+                let mode = {
+                    let mut state = state.lock().unwrap();
+                    if headers.contains_key("x-vault-token") {
+                        state.1 += 1;
+                    }
+                    state.0.clone()
+                };
+                let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
+                match mode {
+                    Mode::RedirectTo(to) => {
+                        return (
+                            StatusCode::TEMPORARY_REDIRECT,
+                            [("location", format!("{to}{path}"))],
+                        )
+                            .into_response();
+                    }
+                    Mode::PageOnWrite if method == Method::POST && !path.contains("/_leases/") => {
+                        return (
+                            StatusCode::NOT_FOUND,
+                            [("content-type", "text/html")],
+                            "<html><body><h1>404 Not Found</h1>nginx</body></html>",
+                        )
+                            .into_response();
+                    }
+                    _ => {}
+                }
+                let client = super::server::http();
+                let method = reqwest::Method::from_bytes(method.as_str().as_bytes()).unwrap();
+                let mut request = client.request(method, format!("{upstream}{path}"));
+                if let Some(token) = headers.get("x-vault-token") {
+                    request = request.header("x-vault-token", token.to_str().unwrap());
+                }
+                let answer = request.body(body).send().await.unwrap();
+                let status = StatusCode::from_u16(answer.status().as_u16()).unwrap();
+                let bytes = answer.bytes().await.unwrap();
+                Response::builder()
+                    .status(status)
+                    .header("content-type", "application/json")
+                    .body(axum::body::Body::from(bytes))
+                    .unwrap()
+            }
+        };
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                let app = axum::Router::new().fallback(handler);
+                axum::serve(listener, app).await.unwrap();
+            });
+        });
+        Self { address, state }
+    }
+
+    pub fn set(&self, mode: Mode) {
+        self.state.lock().unwrap().0 = mode;
+    }
+
+    /// Requests that reached this front carrying a Vault token.
+    pub fn token_requests(&self) -> usize {
+        self.state.lock().unwrap().1
+    }
+}

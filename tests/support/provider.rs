@@ -46,6 +46,16 @@ pub enum Failure {
     Drop,
     /// Answer normally, then close the connection (`Connection: close`).
     Close,
+    /// Accept the request and never answer.
+    Hang,
+    /// Token endpoint: rotate (the old refresh token is spent), then drop the connection
+    /// without an answer, as a lost answer looks to the client.
+    DropAfterRotate,
+    /// Token endpoint: rotate, then answer the usual JSON with these keys replaced (a `null`
+    /// removes the key), e.g. an absurd `expires_in`.
+    Patch(Value),
+    /// Token endpoint: rotate, then answer 200 with this body as it is.
+    RawAfterRotate(String),
 }
 
 /// Tokens the provider issued for one login.
@@ -452,6 +462,12 @@ async fn injected(inner: &Arc<Mutex<Inner>>) -> Option<Response> {
         }
         // `/v1/messages` takes this one itself; elsewhere it is answered normally.
         Failure::Close => None,
+        // The token endpoint takes these itself; elsewhere they are answered normally.
+        Failure::DropAfterRotate | Failure::Patch(_) | Failure::RawAfterRotate(_) => None,
+        Failure::Hang => {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            None
+        }
         Failure::Drop => {
             // Hang past the client's patience is not needed: panicking in a handler makes hyper
             // drop the connection without a response.
@@ -465,8 +481,19 @@ async fn token(
     headers: HeaderMap,
     body: String,
 ) -> Response {
-    inner.lock().unwrap().refresh_calls += 1;
-    if let Some(response) = injected(&inner).await {
+    let after_rotate = {
+        let mut inner = inner.lock().unwrap();
+        inner.refresh_calls += 1;
+        match inner.failures.front() {
+            Some(Failure::DropAfterRotate | Failure::Patch(_) | Failure::RawAfterRotate(_)) => {
+                inner.failures.pop_front()
+            }
+            _ => None,
+        }
+    };
+    if after_rotate.is_none()
+        && let Some(response) = injected(&inner).await
+    {
         return response;
     }
     if headers.get("anthropic-beta").and_then(|v| v.to_str().ok()) != Some(OAUTH_BETA) {
@@ -497,15 +524,33 @@ async fn token(
             let (access, refresh, _) = inner.mint(family);
             inner.refreshes_served += 1;
             let f = &inner.families[family];
-            Json(json!({
+            let mut answer = json!({
                 "access_token": access,
                 "refresh_token": refresh,
                 "expires_in": inner.access_lifetime.as_secs(),
                 "scope": "user:inference user:profile",
                 "token_type": "Bearer",
                 "account": {"uuid": f.account_uuid, "email_address": f.email},
-            }))
-            .into_response()
+            });
+            match after_rotate {
+                Some(Failure::DropAfterRotate) => {
+                    // Unlocked first: a panic holding the lock would poison it for the test.
+                    drop(inner);
+                    panic!("injected: answer lost after rotating");
+                }
+                Some(Failure::RawAfterRotate(body)) => return body.into_response(),
+                Some(Failure::Patch(Value::Object(patch))) => {
+                    let map = answer.as_object_mut().unwrap();
+                    for (key, value) in patch {
+                        match value {
+                            Value::Null => map.remove(&key),
+                            value => map.insert(key, value),
+                        };
+                    }
+                }
+                _ => {}
+            }
+            Json(answer).into_response()
         }
         Err(why) => (
             StatusCode::BAD_REQUEST,

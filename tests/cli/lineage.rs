@@ -1,0 +1,248 @@
+//! Ways a lineage could be lost on a failure path — a store that lies, an absurd or lost
+//! provider answer, a hand-edited date — each pinned by a regression test named after issue 13.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+
+use serde_json::json;
+
+use crate::support::openbao::{Front, Mode, OpenBao};
+use crate::support::provider::{Failure, FakeProvider};
+use crate::support::*;
+
+/// Journal entries waiting to be applied (not the ones set aside).
+fn pending_entries(env: &Env) -> Vec<PathBuf> {
+    fs::read_dir(env.data_dir().join("journal"))
+        .map(|dir| {
+            dir.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_file())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn set_aside_entries(env: &Env) -> Vec<PathBuf> {
+    fs::read_dir(env.data_dir().join("journal/unusable"))
+        .map(|dir| dir.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default()
+}
+
+/// OpenBao behind a front that can misbehave, and an install whose slots live there.
+fn openbao_install(provider: &FakeProvider) -> (OpenBao, Front, Env) {
+    let bao = OpenBao::start();
+    let front = Front::start(&bao.address);
+    let mut env = Env::with_provider(provider);
+    env.set_all(bao.env());
+    env.set("BAO_ADDR", &front.address);
+    env.set("TOKENKEEPER_BACKEND", "openbao");
+    (bao, front, env)
+}
+
+#[test]
+fn issue13_an_openbao_write_answered_by_a_404_page_is_no_write_and_the_journal_keeps_the_tokens() {
+    let provider = FakeProvider::start();
+    let (_bao, front, env) = openbao_install(&provider);
+    let login = provider.issue_expired("vault@example.com");
+    env.add_login("work", &login);
+
+    // Something in front of OpenBao answers writes with its own 404 page.
+    front.set(Mode::PageOnWrite);
+    let out = env.cmd(&["refresh", "work"]).fails(1);
+    out.stderr_has("was refreshed, but its store did not take the new tokens")
+        .stderr_has("without OpenBao's error shape")
+        .hides(&login.refresh)
+        .hides(&login.access);
+    assert_eq!(provider.refreshes_served(), 1);
+    assert_eq!(
+        pending_entries(&env).len(),
+        1,
+        "the journal keeps the tokens"
+    );
+
+    // Meanwhile the slot is served from the journal: the new token, not the spent one.
+    let out = env.cmd(&["get", "work"]).run().code(0);
+    let new_access = out.stdout.trim().to_string();
+    assert_ne!(new_access, login.access);
+    out.stderr_has("its store did not take");
+    assert_eq!(provider.refreshes_served(), 1, "no second refresh");
+
+    // Once the store works again, the next command stores them and empties the journal; the
+    // next refresh spends the current token, so the family lives on.
+    front.set(Mode::Pass);
+    env.cmd(&["get", "work"])
+        .ok()
+        .stdout_is(&format!("{new_access}\n"));
+    assert!(pending_entries(&env).is_empty());
+    env.cmd(&["refresh", "work", "--force"]).ok();
+    let stored = env.refresh_token_of("work");
+    assert!(provider.is_current(&stored), "the lineage survived");
+    assert!(!provider.family_revoked(&stored));
+}
+
+#[test]
+fn issue13_openbao_redirects_are_refused_and_the_token_does_not_follow() {
+    let provider = FakeProvider::start();
+    let (bao, front, env) = openbao_install(&provider);
+    env.add_login("work", &provider.issue("redirect@example.com"));
+    // The redirect's target is another front that counts what reaches it.
+    let elsewhere = Front::start(&bao.address);
+    front.set(Mode::RedirectTo(elsewhere.address.clone()));
+    env.cmd(&["get", "work"])
+        .fails(1)
+        .stderr_has("answered a redirect (307 Temporary Redirect), which tokenkeeper never follows")
+        .hides(&bao.token);
+    assert_eq!(
+        elsewhere.token_requests(),
+        0,
+        "nothing reached the other host"
+    );
+}
+
+#[test]
+fn issue13_absurd_lifetimes_from_the_provider_neither_panic_nor_block() {
+    for expires_in in [
+        json!(9223372036854775807i64),
+        json!(-1700000000),
+        json!("soon"),
+    ] {
+        let provider = FakeProvider::start();
+        let env = Env::with_provider(&provider);
+        let login = provider.issue_expired("absurd@example.com");
+        env.add_login("work", &login);
+        provider.fail_next(1, Failure::Patch(json!({ "expires_in": expires_in })));
+        env.cmd(&["refresh", "work"])
+            .ok()
+            .stdout_has("refreshed 'work'");
+        // The tokens are kept; the lifetime not believed is taken as one hour.
+        let stored = env.exported("work");
+        assert!(provider.is_current(stored["claudeAiOauth"]["refreshToken"].as_str().unwrap()));
+        let expires_at = stored["claudeAiOauth"]["expiresAt"].as_i64().unwrap();
+        let hour = 3_600_000;
+        assert!(
+            (now_ms() + hour - 60_000..=now_ms() + hour).contains(&expires_at),
+            "{expires_in}: {expires_at}"
+        );
+        assert!(pending_entries(&env).is_empty(), "{expires_in}");
+        env.cmd(&["list", "--no-usage"]).ok();
+        env.cmd(&["get", "work"]).ok();
+    }
+}
+
+#[test]
+fn issue13_an_answer_that_cannot_be_used_is_set_aside_and_strands_only_its_slot() {
+    let provider = FakeProvider::start();
+    let env = Env::with_provider(&provider);
+    let login = provider.issue_expired("stranded@example.com");
+    env.add_login("work", &login);
+    env.add_login("home", &provider.issue("home@example.com"));
+    provider.fail_next(
+        1,
+        Failure::RawAfterRotate("<html>upstream answered nonsense</html>".into()),
+    );
+    let out = env.cmd(&["refresh", "work"]).fails(1);
+    out.stderr_has("cannot be refreshed: the answer to its last refresh could not be used")
+        .stderr_has("journal/unusable/")
+        .stderr_has("hint: log in again")
+        .hides(&login.refresh);
+    let kept = set_aside_entries(&env);
+    assert_eq!(kept.len(), 1);
+    assert_eq!(
+        fs::metadata(&kept[0]).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert!(
+        pending_entries(&env).is_empty(),
+        "nothing blocks the journal"
+    );
+    // The slot never replays its spent token; the other slot and other commands carry on.
+    let calls = provider.refresh_calls();
+    env.cmd(&["get", "work"])
+        .fails(1)
+        .stderr_has("could not be used");
+    assert_eq!(provider.refresh_calls(), calls);
+    assert!(!provider.family_revoked(&login.refresh));
+    env.cmd(&["get", "home"]).ok();
+    env.cmd(&["list", "--no-usage"]).ok();
+    let doctor = env.cmd(&["doctor", "--format", "json"]).run().code(1);
+    let report = doctor.json();
+    assert_eq!(report["stranded"][0]["slot"], "work");
+    assert_eq!(
+        report["unusable_journal_entries"][0],
+        kept[0].display().to_string()
+    );
+    env.cmd(&["doctor"])
+        .run()
+        .code(1)
+        .stdout_has("slot 'work' is stranded");
+
+    // A new login of the account clears the mark.
+    env.add_login("work", &provider.issue("stranded@example.com"));
+    env.cmd(&["get", "work"]).ok();
+}
+
+#[test]
+fn issue13_an_answer_with_a_new_refresh_token_but_no_access_token_keeps_the_lineage() {
+    let provider = FakeProvider::start();
+    let env = Env::with_provider(&provider);
+    env.add_login("work", &provider.issue_expired("half@example.com"));
+    provider.fail_next(1, Failure::Patch(json!({ "access_token": null })));
+    env.cmd(&["refresh", "work"]).ok();
+    let stored = env.refresh_token_of("work");
+    assert!(
+        provider.is_current(&stored),
+        "the new refresh token was kept"
+    );
+    // The next use refreshes with it and gets a working access token.
+    let out = env.cmd(&["get", "work"]).ok();
+    assert_eq!(provider.refreshes_served(), 2);
+    assert_eq!(out.stdout.trim(), env.access_token_of("work"));
+}
+
+#[test]
+fn issue13_a_lost_answer_says_the_provider_may_have_rotated() {
+    let provider = FakeProvider::start();
+    let env = Env::with_provider(&provider);
+    let login = provider.issue_expired("lost@example.com");
+    env.add_login("work", &login);
+    // The provider rotates and the answer is lost; every retry meets a failing gateway.
+    provider.fail_next(1, Failure::DropAfterRotate);
+    provider.fail_next(3, Failure::Status(502));
+    env.cmd(&["refresh", "work"])
+        .fails(1)
+        .stderr_has("may have rotated the refresh token")
+        .stderr_has("hint: try again shortly")
+        .hides(&login.refresh);
+    // When the retry finds the token spent, the message says why it was.
+    let other = provider.issue_expired("lost2@example.com");
+    env.add_login("other", &other);
+    provider.fail_next(1, Failure::DropAfterRotate);
+    env.cmd(&["refresh", "other"])
+        .fails(1)
+        .stderr_has("after an earlier answer was lost: the provider had rotated it");
+    // A refresh that never reached the provider says the token is unspent.
+    let env2 = Env::new();
+    env2.cmd(&["add", "w", "--from", "stdin"])
+        .stdin(claude_blob(&access("w"), &refresh("w"), now_ms() - 1000))
+        .ok();
+    env2.cmd(&["refresh", "w"])
+        .fails(1)
+        .stderr_has("never reached the provider, so the token is unspent");
+}
+
+#[test]
+fn issue13_a_stored_date_in_year_9999_does_not_panic() {
+    let provider = FakeProvider::start();
+    let env = Env::with_provider(&provider);
+    env.add_login("work", &provider.issue("future@example.com"));
+    let path = env.data_dir().join("slots.json");
+    let mut catalog = env.catalog();
+    catalog["slots"][0]["updated_at"] = json!("9999-06-01T00:00:00Z");
+    catalog["slots"][0]["created_at"] = json!("9999-06-01T00:00:00Z");
+    catalog["slots"][0]["expires_at"] = json!("9999-06-01T00:00:00Z");
+    fs::write(&path, catalog.to_string()).unwrap();
+    env.cmd(&["get", "work"]).ok();
+    env.cmd(&["list", "--no-usage"]).ok();
+    env.cmd(&["check", "work"]).ok();
+    env.cmd(&["daemon", "--once", "--usage-every", "0"]).ok();
+}
