@@ -83,6 +83,10 @@ pub struct Slot {
     /// Set when the answer to the slot's last refresh could not be applied; it was set aside.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stranded: Option<Stranded>,
+    /// When `export --with-refresh-token` handed the lineage to someone else: it is not
+    /// refreshed here any more (a refresh would revoke the copy that was handed over).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handed_over: Option<Timestamp>,
     /// The last usage reading, for `list`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<Snapshot>,
@@ -117,6 +121,7 @@ impl Slot {
             refresh_expires_at: None,
             needs_login: None,
             stranded: None,
+            handed_over: None,
             usage: None,
             usage_tried_at: None,
             created_at: now,
@@ -132,6 +137,7 @@ impl Slot {
         self.kind = credential.kind();
         self.needs_login = None;
         self.stranded = None;
+        self.handed_over = None;
         if let Some(plan) = credential.subscription_type() {
             self.subscription_type = Some(plan.to_string());
         }

@@ -343,6 +343,14 @@ impl Credential {
         }
     }
 
+    /// The same credential without its refresh token: it works until the access token
+    /// expires (Claude Code runs with such a file), and cannot spend or fork the lineage.
+    pub fn without_refresh_token(&self) -> Self {
+        let mut copy = self.clone();
+        copy.fields_mut().shift_remove("refreshToken");
+        copy
+    }
+
     /// Two credentials of one lineage share their refresh token (or, without one, the access token).
     pub fn same_lineage(&self, other: &Credential) -> bool {
         match (self.refresh_token(), other.refresh_token()) {

@@ -254,6 +254,15 @@ impl Keeper {
         self.save()
     }
 
+    /// Records that a slot's lineage was handed over: it is not refreshed here from now on.
+    pub fn mark_handed_over(&mut self, slot_id: &str) -> Result<()> {
+        let now = self.now;
+        if let Some(slot) = self.catalog.get_mut(slot_id) {
+            slot.handed_over = Some(now);
+        }
+        self.save()
+    }
+
     /// Records the provider profile of a slot's account.
     pub fn set_profile(&mut self, slot_id: &str, profile: &Profile) -> Result<()> {
         if let Some(slot) = self.catalog.get_mut(slot_id) {

@@ -141,6 +141,8 @@ pub enum Outcome {
     NotRefreshable,
     /// The refresh failed for a passing reason; the stored token is still valid and returned.
     Deferred,
+    /// The lineage was handed over (`export --with-refresh-token`): never refreshed here.
+    HandedOver,
 }
 
 pub struct Fresh {
@@ -195,6 +197,16 @@ pub fn ensure_fresh(
                 slot,
                 credential,
                 outcome: Outcome::NotRefreshable,
+            });
+        }
+        if slot.handed_over.is_some() {
+            if force {
+                return Err(handed_over_error(&slot));
+            }
+            return Ok(Fresh {
+                slot,
+                credential,
+                outcome: Outcome::HandedOver,
             });
         }
         let is_due = !matches!(
@@ -340,6 +352,20 @@ fn refresh_failed(name: &str, err: &ProviderError) -> Error {
             "the request never reached the provider, so the token is unspent; try again shortly",
         )
     }
+}
+
+fn handed_over_error(slot: &Slot) -> Error {
+    Error::failure(format!(
+        "slot '{}' was handed over with `export --with-refresh-token`{}: the copy given out refreshes it now, and a refresh here would revoke that copy",
+        slot.name,
+        slot.handed_over
+            .map(|at| format!(" on {}", crate::timefmt::local(at)))
+            .unwrap_or_default()
+    ))
+    .with_hint(format!(
+        "to take it back, add that copy's newest credential: tokenkeeper add {} --from file PATH",
+        slot.name
+    ))
 }
 
 fn check_login(slot: &Slot) -> Result<()> {

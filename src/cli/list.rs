@@ -109,6 +109,9 @@ pub fn run(args: Args, paths: &Paths, format: Format) -> Result<u8> {
     for (index, slot, active) in &rows {
         let expires = match slot.expires_at {
             _ if slot.needs_login.is_some() => "needs login".to_string(),
+            Some(at) if slot.handed_over.is_some() => {
+                format!("{} (handed over)", timefmt::local(at))
+            }
             Some(at) if at <= now => format!(
                 "{} (expired {})",
                 timefmt::local(at),

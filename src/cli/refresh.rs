@@ -59,6 +59,7 @@ pub fn run(args: Args, paths: &Paths, format: Format) -> Result<u8> {
                     Outcome::Fresh => "fresh",
                     Outcome::NotRefreshable => "long-lived",
                     Outcome::Deferred => "deferred",
+                    Outcome::HandedOver => "handed-over",
                 };
                 let expiry = fresh.credential.expires_at();
                 if format == Format::Text {
@@ -83,6 +84,9 @@ pub fn run(args: Args, paths: &Paths, format: Format) -> Result<u8> {
                         ),
                         Outcome::Deferred => format!(
                             "'{name}' could not be refreshed now; its token stays valid: {when}"
+                        ),
+                        Outcome::HandedOver => format!(
+                            "'{name}' was handed over (export --with-refresh-token) and is not refreshed here: {when}"
                         ),
                     })?;
                 }

@@ -151,7 +151,7 @@ impl Daemon {
 
     fn refresh_if_due(&mut self, agent: Agent, slot: &Slot, pass: &mut Pass) {
         let state = self.slots.entry(slot.id.clone()).or_default();
-        if slot.kind == Kind::LongLived {
+        if slot.kind == Kind::LongLived || slot.handed_over.is_some() {
             return;
         }
         if let Some(code) = &slot.needs_login {

@@ -108,11 +108,7 @@ fn use_killed_at_random_never_loses_the_newest_tokens() {
         let newest = if trial % 10 == 9 {
             fresh_blob(&tag)
         } else {
-            let refresh_token =
-                env.cmd(&["export", current]).ok().json()["claudeAiOauth"]["refreshToken"]
-                    .as_str()
-                    .unwrap()
-                    .to_string();
+            let refresh_token = env.refresh_token_of(current);
             claude_blob(&access(&tag), &refresh_token, now_ms() + 8 * 3_600_000)
         };
         env.write_live(&newest);

@@ -66,7 +66,7 @@ fn expired_oauth_token_with_the_provider_unreachable_fails_and_keeps_the_credent
         .hides(&refresh("old"));
     // The unspent refresh token is still there, and nothing stored changed.
     assert_eq!(
-        env.exported("old")["claudeAiOauth"]["refreshToken"],
+        env.stored("old")["claudeAiOauth"]["refreshToken"],
         refresh("old")
     );
     let stored = |snapshot: std::collections::BTreeMap<String, (Vec<u8>, u32)>| {

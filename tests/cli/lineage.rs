@@ -115,7 +115,7 @@ fn issue13_absurd_lifetimes_from_the_provider_neither_panic_nor_block() {
             .ok()
             .stdout_has("refreshed 'work'");
         // The tokens are kept; the lifetime not believed is taken as one hour.
-        let stored = env.exported("work");
+        let stored = env.stored("work");
         assert!(provider.is_current(stored["claudeAiOauth"]["refreshToken"].as_str().unwrap()));
         let expires_at = stored["claudeAiOauth"]["expiresAt"].as_i64().unwrap();
         let hour = 3_600_000;
@@ -245,4 +245,86 @@ fn issue13_a_stored_date_in_year_9999_does_not_panic() {
     env.cmd(&["list", "--no-usage"]).ok();
     env.cmd(&["check", "work"]).ok();
     env.cmd(&["daemon", "--once", "--usage-every", "0"]).ok();
+}
+
+#[test]
+fn issue13_export_leaves_the_refresh_token_behind_unless_the_lineage_is_handed_over() {
+    let provider = FakeProvider::start();
+    let env = Env::with_provider(&provider);
+    let login = provider.issue("sandbox@example.com");
+    env.add_login("work", &login);
+    let path = env.root.join("sandbox-credentials.json");
+
+    // By default: the access token alone, and until when it works.
+    env.cmd(&["export", "work", "--path", path.to_str().unwrap()])
+        .ok()
+        .stdout_has("without its refresh token: valid until")
+        .stdout_has("tokenkeeper exec")
+        .hides(&login.access);
+    let copy: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(copy["claudeAiOauth"]["accessToken"], login.access.as_str());
+    assert!(copy["claudeAiOauth"].get("refreshToken").is_none());
+    assert_eq!(copy["mcpOAuth"]["keep"], "me", "every other field is kept");
+    let out = env.cmd(&["export", "work"]).ok();
+    assert!(!out.stdout.contains(&login.refresh));
+    out.stderr_has("without its refresh token");
+
+    // Handed over: the copy holds the lineage, and this slot stops refreshing.
+    env.cmd(&[
+        "export",
+        "work",
+        "--with-refresh-token",
+        "--path",
+        path.to_str().unwrap(),
+    ])
+    .ok()
+    .stdout_has("the lineage is handed over");
+    let copy: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(
+        copy["claudeAiOauth"]["refreshToken"],
+        login.refresh.as_str()
+    );
+    let listed = env
+        .cmd(&["list", "--format", "json", "--no-usage"])
+        .ok()
+        .json();
+    assert!(listed[0]["handed_over"].is_string());
+    env.cmd(&["list", "--no-usage"])
+        .ok()
+        .stdout_has("handed over");
+
+    // The sandbox refreshes; nothing here replays the spent token, even once the slot is due.
+    let sandbox = provider.refresh_as_claude(&login.refresh).unwrap();
+    let calls = provider.refresh_calls();
+    env.cmd(&["refresh", "work"])
+        .env("TOKENKEEPER_REFRESH_MARGIN", "9h")
+        .ok()
+        .stdout_has("handed over");
+    env.cmd(&["daemon", "--once", "--usage-every", "0"])
+        .env("TOKENKEEPER_REFRESH_MARGIN", "9h")
+        .ok();
+    env.cmd(&["refresh", "work", "--force"])
+        .fails(1)
+        .stderr_has("was handed over with `export --with-refresh-token`")
+        .stderr_has("hint: to take it back");
+    assert_eq!(provider.refresh_calls(), calls, "no refresh here");
+    assert!(
+        provider.is_current(&sandbox.refresh),
+        "the sandbox's lineage lives"
+    );
+
+    // Taken back with the copy's newest credential: refreshed here again.
+    env.cmd(&["add", "work", "--from", "stdin"])
+        .stdin(FakeProvider::blob(&sandbox))
+        .ok();
+    env.cmd(&["refresh", "work", "--force"]).ok();
+    assert!(provider.is_current(&env.refresh_token_of("work")));
+
+    // The slot Claude Code uses here cannot be handed over: two refreshers would collide.
+    env.cmd(&["use", "work"]).ok();
+    env.cmd(&["export", "work", "--with-refresh-token"])
+        .fails(1)
+        .stderr_has("is the one Claude Code uses here");
 }

@@ -16,7 +16,7 @@ fn get_refreshes_an_expired_slot_once_and_keeps_unknown_fields() {
     let new_access = env.access_token_of("ann");
     assert_ne!(new_access, login.access);
     out.stdout_is(&format!("{new_access}\n"));
-    let stored = env.exported("ann");
+    let stored = env.stored("ann");
     assert_eq!(stored["mcpOAuth"]["keep"], "me");
     assert!(provider.is_current(stored["claudeAiOauth"]["refreshToken"].as_str().unwrap()));
     assert!(stored["claudeAiOauth"]["expiresAt"].as_i64().unwrap() > now_ms() + 7 * 3_600_000);
@@ -257,7 +257,7 @@ fn refreshing_the_live_slot_updates_claude_codes_file_under_its_lock() {
     env.cmd(&["add", "live"]).ok();
     env.cmd(&["refresh"]).ok().stdout_has("refreshed 'live'");
     let live: serde_json::Value = serde_json::from_str(&env.read_live().unwrap()).unwrap();
-    assert_eq!(live, env.exported("live"));
+    assert_eq!(live, env.stored("live"));
     assert_eq!(live["mcpOAuth"]["keep"], "me");
     assert!(provider.is_current(live["claudeAiOauth"]["refreshToken"].as_str().unwrap()));
     assert!(!env.claude_dir().join(".oauth_refresh.lock").exists());

@@ -35,9 +35,7 @@ fn use_writes_exactly_what_claude_code_writes_with_mode_0600() {
         & 0o777;
     assert_eq!(mode, 0o600);
     // add → use → export: unchanged.
-    env.cmd(&["export", "rich"])
-        .ok()
-        .stdout_is(&format!("{blob}\n"));
+    assert_eq!(env.stored_text("rich"), blob);
     env.cmd(&["use", "rich"])
         .ok()
         .stdout_has("already uses slot 'rich'");
@@ -60,7 +58,7 @@ fn use_honours_claude_config_dir() {
 }
 
 fn fresh_blob_shape(env: &Env) -> String {
-    env.cmd(&["export", "x"]).ok().stdout.trim_end().to_string()
+    env.stored_text("x")
 }
 
 #[test]
@@ -77,9 +75,7 @@ fn use_saves_a_credential_claude_code_updated_back_into_its_slot() {
     let updated = fresh_blob("a").replace(r#""mcpOAuth":{}"#, r#""mcpOAuth":{"srv":{"t":1}}"#);
     env.write_live(&updated);
     env.cmd(&["use", "b"]).ok();
-    env.cmd(&["export", "a"])
-        .ok()
-        .stdout_is(&format!("{updated}\n"));
+    assert_eq!(env.stored_text("a"), updated);
     assert_eq!(
         env.cmd(&["list", "--format", "json"])
             .ok()
@@ -120,11 +116,7 @@ fn use_keeps_both_when_the_live_account_cannot_be_told() {
 }
 
 fn fresh_blob_of(env: &Env, slot: &str) -> String {
-    env.cmd(&["export", slot])
-        .ok()
-        .stdout
-        .trim_end()
-        .to_string()
+    env.stored_text(slot)
 }
 
 #[test]

@@ -32,7 +32,12 @@ impl FakeKeychain {
 
     /// Every item: (service, account) → value.
     pub fn items(&self) -> BTreeMap<(String, String), String> {
-        let Ok(text) = std::fs::read_to_string(self.db()) else {
+        Self::items_in(&self.bin_dir)
+    }
+
+    /// Every item of the fake installed in `bin_dir`.
+    pub fn items_in(bin_dir: &Path) -> BTreeMap<(String, String), String> {
+        let Ok(text) = std::fs::read_to_string(bin_dir.join("keychain.json")) else {
             return BTreeMap::new();
         };
         let raw: BTreeMap<String, String> = serde_json::from_str(&text).unwrap();

@@ -94,7 +94,7 @@ impl Env {
 
     /// The refresh token stored for a slot (a Claude-shaped credential).
     pub fn refresh_token_of(&self, slot: &str) -> String {
-        self.exported(slot)["claudeAiOauth"]["refreshToken"]
+        self.stored(slot)["claudeAiOauth"]["refreshToken"]
             .as_str()
             .unwrap()
             .to_string()
@@ -108,8 +108,59 @@ impl Env {
             .to_string()
     }
 
+    /// What `export` prints for a slot: the credential without its refresh token.
     pub fn exported(&self, slot: &str) -> serde_json::Value {
         self.cmd(&["export", slot]).ok().json()
+    }
+
+    /// The whole credential a slot's backend holds, read from the backend itself (not through
+    /// tokenkeeper, which hands a refresh token out only with the lineage).
+    pub fn stored(&self, name: &str) -> serde_json::Value {
+        serde_json::from_str(&self.stored_text(name)).unwrap()
+    }
+
+    /// `stored`, as the backend holds it, byte for byte.
+    pub fn stored_text(&self, name: &str) -> String {
+        let catalog = self.catalog();
+        let slot = catalog["slots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap_or_else(|| panic!("no slot {name}"));
+        let account = format!(
+            "{}.{}",
+            slot["agent"].as_str().unwrap(),
+            slot["id"].as_str().unwrap()
+        );
+        let text = match slot["backend"].as_str().unwrap_or("file") {
+            "file" => fs::read_to_string(self.data_dir().join("store/tokenkeeper").join(&account))
+                .unwrap(),
+            "openbao" => {
+                let out = Command::new("curl")
+                    .args(["-sf", "-H"])
+                    .arg(format!("X-Vault-Token: {}", self.vars["BAO_TOKEN"]))
+                    .arg(format!(
+                        "{}/v1/secret/data/tokenkeeper/tokenkeeper/{account}",
+                        self.vars["BAO_ADDR"]
+                    ))
+                    .output()
+                    .unwrap();
+                let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+                answer["data"]["data"]["value"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            }
+            "keychain" => {
+                let bin_dir = self.vars["PATH"].split(':').next().unwrap();
+                keychain::FakeKeychain::items_in(Path::new(bin_dir))
+                    .remove(&("tokenkeeper".to_string(), account))
+                    .unwrap()
+            }
+            other => panic!("Env::stored cannot read the {other} backend"),
+        };
+        text
     }
 
     pub fn set(&mut self, key: &str, value: impl AsRef<str>) -> &mut Self {
