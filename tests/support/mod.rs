@@ -133,7 +133,7 @@ impl Env {
             slot["agent"].as_str().unwrap(),
             slot["id"].as_str().unwrap()
         );
-        let text = match slot["backend"].as_str().unwrap_or("file") {
+        match slot["backend"].as_str().unwrap_or("file") {
             "file" => fs::read_to_string(self.data_dir().join("store/tokenkeeper").join(&account))
                 .unwrap(),
             "openbao" => {
@@ -159,8 +159,7 @@ impl Env {
                     .unwrap()
             }
             other => panic!("Env::stored cannot read the {other} backend"),
-        };
-        text
+        }
     }
 
     pub fn set(&mut self, key: &str, value: impl AsRef<str>) -> &mut Self {
