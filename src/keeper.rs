@@ -74,7 +74,11 @@ impl Keeper {
     /// Opens the data directory (0700), takes the state lock and loads the catalog.
     pub fn open(paths: Paths) -> Result<Self> {
         perms::ensure_private_dir(&paths.data_dir)?;
-        let lock = FileLock::acquire(&paths.state_lock())?;
+        let lock = FileLock::acquire_within(
+            &paths.state_lock(),
+            &crate::deadline::doing(),
+            crate::deadline::lock_wait()?,
+        )?;
         let catalog = Catalog::load(&paths.catalog_file())?;
         debug!(data_dir = %paths.data_dir.display(), slots = catalog.slots.len(), "opened");
         let mut keeper = Self {
@@ -762,11 +766,19 @@ pub fn identify(credential: &Credential, now: Timestamp) -> Option<Profile> {
     {
         return None;
     }
-    match net::block_on(net::client().profile(&credential.access_token())) {
-        Ok(profile) if profile.account_uuid.is_some() => Some(profile),
-        Ok(_) => None,
-        Err(err) => {
+    // Under the state lock: a provider that hangs must not hold every other command up.
+    let token = credential.access_token();
+    let request = net::client().profile(&token);
+    let within = crate::deadline::answer_within().unwrap_or(std::time::Duration::from_secs(5));
+    match net::block_on(async { tokio::time::timeout(within, request).await }) {
+        Ok(Ok(profile)) if profile.account_uuid.is_some() => Some(profile),
+        Ok(Ok(_)) => None,
+        Ok(Err(err)) => {
             debug!(error = %err, "could not identify the account");
+            None
+        }
+        Err(_) => {
+            debug!("the profile endpoint did not answer in time");
             None
         }
     }

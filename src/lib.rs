@@ -7,6 +7,7 @@ pub mod catalog;
 pub mod cli;
 pub mod credential;
 pub mod daemon;
+pub mod deadline;
 pub mod durable;
 pub mod error;
 pub mod input;

@@ -6,7 +6,7 @@
 //! slot), re-reads the credential under it and skips the refresh when someone else already did
 //! it. The new tokens go to the write-ahead journal before any store is touched.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use jiff::{SignedDuration, Timestamp};
 use tracing::{info, warn};
@@ -15,6 +15,7 @@ use crate::agent::Agent;
 use crate::agent::claude;
 use crate::catalog::Slot;
 use crate::credential::{Credential, Kind};
+use crate::deadline;
 use crate::durable::failpoint;
 use crate::error::{Error, Result};
 use crate::journal::{Entry, Journal};
@@ -230,23 +231,69 @@ pub fn ensure_fresh(
         (slot, credential, owns_live)
     };
 
+    // While the token in hand is still valid, refreshing it is a favour to later commands: it
+    // gets a short deadline, and when that runs out (a provider that hangs, another process
+    // holding a lock) this command answers with the token it has.
+    let valid = !force && before.expires_at().is_some_and(|at| at > Timestamp::now());
+    let patience = if valid {
+        deadline::answer_within()?
+    } else {
+        deadline::lock_wait()?
+    };
+    let deadline = Instant::now() + patience;
+    let remaining = || deadline.saturating_duration_since(Instant::now());
+    let defer = |why: &str| {
+        warn!(slot = %slot.name, "{why}; answering with the still-valid token");
+        Ok(Fresh {
+            slot: slot.clone(),
+            credential: before.clone(),
+            outcome: Outcome::Deferred,
+        })
+    };
+
     // 2. One refresh per lineage: the slot's lock, and Claude Code's when it uses this slot.
-    let _slot_lock = FileLock::acquire(&paths.slot_lock(&slot.id))?;
+    let slot_lock = FileLock::wait_for(
+        &paths.slot_lock(&slot.id),
+        &format!("refreshing '{}'", slot.name),
+        patience,
+    )?;
+    let _slot_lock = match slot_lock {
+        Ok(lock) => lock,
+        Err(holder) if valid => return defer(&format!("{holder} holds its refresh lock")),
+        Err(holder) => {
+            return Err(Error::failure(format!(
+                "gave up after {}s waiting for {holder}",
+                patience.as_secs()
+            ))
+            .with_hint("try again once it is done; if it hangs, stop that process"));
+        }
+    };
     let _claude_lock = if owns_live {
-        Some(ClaudeLock::acquire(
-            &claude::config_dir()?,
-            &paths.locks_dir(),
-            CLAUDE_LOCK_WAIT,
-        )?)
+        let wait = if valid { remaining() } else { CLAUDE_LOCK_WAIT };
+        match ClaudeLock::acquire(&claude::config_dir()?, &paths.locks_dir(), wait) {
+            Ok(lock) => Some(lock),
+            Err(err) if valid => return defer(err.message()),
+            Err(err) => return Err(err),
+        }
     } else {
         None
     };
 
     // 2b. A backend other machines share (OpenBao) holds a lease too: one refresh per lineage
     //     across every install that uses it. Released after the new tokens are stored (6).
-    let _shared = Stores::new(paths)
+    let wait = if valid {
+        remaining()
+    } else {
+        SHARED_LEASE_WAIT
+    };
+    let lease = Stores::new(paths)
         .get(slot.backend)
-        .lease(&SecretKey::slot(&slot.agent, &slot.id), SHARED_LEASE_WAIT)?;
+        .lease(&SecretKey::slot(&slot.agent, &slot.id), wait);
+    let _shared = match lease {
+        Ok(lease) => lease,
+        Err(err) if valid => return defer(err.message()),
+        Err(err) => return Err(err),
+    };
 
     // 3. Re-read under the locks: someone may have refreshed while we waited.
     let (credential, live_before) = {
@@ -281,7 +328,19 @@ pub fn ensure_fresh(
         .expect("OAuth credentials have a refresh token");
     failpoint("refresh:before-request");
     info!(slot = %slot.name, "refreshing");
-    let answer = match net::block_on(net::client().refresh(&refresh_token)) {
+    let budget = if valid {
+        remaining()
+    } else {
+        deadline::REFRESH_BUDGET
+    };
+    let request = net::client().refresh(&refresh_token);
+    let answered = net::block_on(async { tokio::time::timeout(budget, request).await });
+    let answer = match answered.unwrap_or_else(|_| {
+        Err(ProviderError::Lost(format!(
+            "no answer from the provider within {}s",
+            budget.as_secs_f64().ceil()
+        )))
+    }) {
         Ok(answer) => answer,
         Err(ProviderError::NeedsLogin(code)) => {
             let mut keeper = Keeper::open(paths.clone())?;

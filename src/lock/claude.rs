@@ -32,6 +32,7 @@ pub const CLAUDE_STALE_AFTER: Duration = Duration::from_secs(60);
 /// How often a held lock directory's mtime is refreshed (Claude Code's value).
 const TOUCH_EVERY: Duration = Duration::from_secs(5);
 const POLL: Duration = Duration::from_millis(50);
+const POLL_MAX: Duration = Duration::from_millis(500);
 
 pub struct ClaudeLock {
     dirs: Vec<PathBuf>,
@@ -63,7 +64,11 @@ impl ClaudeLock {
     /// Claude Code to release them. `own_dir` holds tokenkeeper's side: its guard and record.
     pub fn acquire(config_dir: &Path, own_dir: &Path, timeout: Duration) -> Result<Self> {
         let deadline = Instant::now() + timeout;
-        let guard = FileLock::acquire(&own_dir.join("claude.lock"))?;
+        let guard = FileLock::acquire_within(
+            &own_dir.join("claude.lock"),
+            "holding Claude Code's refresh lock",
+            timeout,
+        )?;
         let record = own_dir.join("claude.held");
         let left_behind = read_record(&record);
         perms::ensure_dir(config_dir)?;
@@ -113,7 +118,11 @@ impl Drop for ClaudeLock {
     }
 }
 
+/// Takes one lock directory, waiting (with backoff, never spinning) until `deadline`. A path
+/// that can never become the lock — a plain file, a stale directory that cannot be removed —
+/// is an error at once, naming the path and the fix.
 fn take_dir(path: &Path, deadline: Instant, left_behind: &Record) -> Result<()> {
+    let mut poll = POLL;
     loop {
         match fs::create_dir(path) {
             Ok(()) => return Ok(()),
@@ -122,10 +131,28 @@ fn take_dir(path: &Path, deadline: Instant, left_behind: &Record) -> Result<()> 
                     info!(path = %path.display(), "adopting a Claude Code lock a stopped tokenkeeper left behind");
                     return Ok(());
                 }
+                if fs::symlink_metadata(path).is_ok_and(|m| !m.is_dir()) {
+                    return Err(unusable_lock(path, "it is not a directory", "rm"));
+                }
                 if is_stale(path) {
                     info!(path = %path.display(), "taking over an abandoned Claude Code lock");
-                    let _ = fs::remove_dir(path);
-                    continue;
+                    match fs::remove_dir(path) {
+                        Ok(()) => continue,
+                        Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
+                        Err(err) if err.kind() == io::ErrorKind::DirectoryNotEmpty => {
+                            return Err(unusable_lock(path, "it is stale but not empty", "rm -r"));
+                        }
+                        Err(err) if err.kind() == io::ErrorKind::PermissionDenied => {
+                            return Err(unusable_lock(
+                                path,
+                                "it is stale but this user may not remove it",
+                                "sudo rm -r",
+                            ));
+                        }
+                        Err(err) => {
+                            return Err(Error::io("cannot remove stale lock directory", path, err));
+                        }
+                    }
                 }
                 if Instant::now() >= deadline {
                     return Err(Error::failure(format!(
@@ -136,11 +163,23 @@ fn take_dir(path: &Path, deadline: Instant, left_behind: &Record) -> Result<()> 
                         "Claude Code is probably refreshing this account right now; try again in a minute",
                     ));
                 }
-                std::thread::sleep(POLL);
+                std::thread::sleep(poll.min(deadline.saturating_duration_since(Instant::now())));
+                poll = (poll * 2).min(POLL_MAX);
             }
             Err(err) => return Err(Error::io("cannot create lock directory", path, err)),
         }
     }
+}
+
+fn unusable_lock(path: &Path, why: &str, remove: &str) -> Error {
+    Error::failure(format!(
+        "Claude Code's refresh lock {} cannot be taken: {why}",
+        path.display()
+    ))
+    .with_hint(format!(
+        "if no Claude Code or tokenkeeper is refreshing right now, remove it: {remove} '{}'",
+        path.display()
+    ))
 }
 
 fn is_stale(path: &Path) -> bool {

@@ -12,6 +12,7 @@ mod claude;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 pub use claude::{CLAUDE_STALE_AFTER, ClaudeLock};
 
@@ -39,6 +40,68 @@ impl FileLock {
             Err(std::fs::TryLockError::WouldBlock) => Ok(None),
             Err(std::fs::TryLockError::Error(err)) => Err(Error::io("cannot lock", path, err)),
         }
+    }
+}
+
+/// When a command still waiting for a lock says who holds it.
+const SAY_AFTER: Duration = Duration::from_secs(1);
+const POLL_FIRST: Duration = Duration::from_millis(20);
+const POLL_MAX: Duration = Duration::from_millis(250);
+
+impl FileLock {
+    /// Waits up to `wait` for the lock at `path`; once taken, notes `doing` in it (with this
+    /// pid) for whoever waits next. Past a second it says on stderr whom it waits for;
+    /// `Ok(Err(holder))` when `wait` ran out, `holder` describing the other process.
+    pub fn wait_for(
+        path: &Path,
+        doing: &str,
+        wait: Duration,
+    ) -> Result<std::result::Result<Self, String>> {
+        let started = Instant::now();
+        let mut poll = POLL_FIRST;
+        let mut said = false;
+        loop {
+            if let Some(mut lock) = Self::try_acquire(path)? {
+                // Best effort: the note only helps another waiter's message.
+                let _ = lock.note(&format!("{} {doing}", std::process::id()));
+                return Ok(Ok(lock));
+            }
+            let waited = started.elapsed();
+            if waited >= wait {
+                return Ok(Err(holder(path)));
+            }
+            if !said && waited >= SAY_AFTER {
+                eprintln!("tokenkeeper: waiting for {}", holder(path));
+                said = true;
+            }
+            std::thread::sleep(poll.min(wait - waited));
+            poll = (poll * 2).min(POLL_MAX);
+        }
+    }
+
+    /// `wait_for`, with running out of time as an error that names the holder.
+    pub fn acquire_within(path: &Path, doing: &str, wait: Duration) -> Result<Self> {
+        Self::wait_for(path, doing, wait)?.map_err(|holder| {
+            Error::failure(format!(
+                "gave up after {}s waiting for {holder}",
+                wait.as_secs()
+            ))
+            .with_hint("try again once it is done; if it hangs, stop that process")
+        })
+    }
+}
+
+/// Who holds the lock at `path`, from the note its holder left: `pid 42, refreshing 'work'`.
+fn holder(path: &Path) -> String {
+    let note = std::fs::read_to_string(path).unwrap_or_default();
+    let mut parts = note.trim().splitn(2, ' ');
+    match (
+        parts.next().filter(|p| p.parse::<u32>().is_ok()),
+        parts.next(),
+    ) {
+        (Some(pid), Some(doing)) => format!("pid {pid}, {doing}"),
+        (Some(pid), None) => format!("pid {pid}"),
+        _ => "another tokenkeeper process".to_string(),
     }
 }
 

@@ -389,7 +389,17 @@ impl SecretStore for OpenBaoStore {
                         if server.write_if(&url, version, data, &what).await? {
                             return Ok(());
                         }
-                        // Another machine took it between our read and write; look again.
+                        // Another machine took it between our read and write; look again
+                        // (after a pause, and not forever: a server that always refuses the
+                        // check-and-set must not make this spin).
+                        if std::time::Instant::now() >= deadline {
+                            return Err(Error::failure(format!(
+                                "openbao: could not take the refresh lease of {key} within {}s",
+                                wait.as_secs()
+                            ))
+                            .with_hint("try again shortly"));
+                        }
+                        tokio::time::sleep(LEASE_POLL).await;
                     }
                     Some(other) if std::time::Instant::now() >= deadline => {
                         return Err(Error::failure(format!(

@@ -20,6 +20,9 @@ use crate::secret::Secret;
 
 /// The scope the usage and profile endpoints require.
 const PROFILE_SCOPE: &str = "user:profile";
+/// The most one slot's usage reading may take, retries included: a provider that accepts
+/// and never answers must not hold `usage` for minutes.
+const SLOT_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long `list` waits for a snapshot before showing the last one.
 const QUICK_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -103,7 +106,15 @@ fn try_usage_of(paths: &Paths, agent: Agent, name: &str, policy: &Policy) -> Res
     }
     let ask = |credential: &Credential| {
         let token = credential.access_token();
-        net::block_on(net::client().usage(&token, Retry::Backoff))
+        let request = net::client().usage(&token, Retry::Backoff);
+        net::block_on(async { tokio::time::timeout(SLOT_TIMEOUT, request).await }).unwrap_or_else(
+            |_| {
+                Err(ProviderError::Lost(format!(
+                    "no answer within {}s",
+                    SLOT_TIMEOUT.as_secs()
+                )))
+            },
+        )
     };
     let value = match ask(&fresh.credential) {
         // Expired or revoked under us: one refresh, one more try.

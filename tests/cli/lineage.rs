@@ -328,3 +328,112 @@ fn issue13_export_leaves_the_refresh_token_behind_unless_the_lineage_is_handed_o
         .fails(1)
         .stderr_has("is the one Claude Code uses here");
 }
+
+#[test]
+fn issue13_a_provider_that_hangs_does_not_hold_up_a_command_with_a_valid_token() {
+    let provider = FakeProvider::start();
+    let mut env = Env::with_provider(&provider);
+    let login = provider.issue("hang@example.com");
+    env.add_login("work", &login);
+    // Due (inside a 9 h margin) but valid for hours; the provider accepts and never answers.
+    env.set("TOKENKEEPER_REFRESH_MARGIN", "9h");
+    provider.fail_next(1, Failure::Hang);
+    let out = finish(
+        env.cmd(&["get", "work"])
+            .env("TOKENKEEPER_TIMEOUT", "2s")
+            .spawn_piped(),
+        30,
+    );
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), login.access);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no answer from the provider within"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("using the still-valid token"), "{stderr}");
+    assert!(!stderr.contains(&login.access) && !stderr.contains(&login.refresh));
+}
+
+#[test]
+fn issue13_a_command_waiting_for_a_lock_says_for_whom_and_gives_up_at_its_deadline() {
+    let provider = FakeProvider::start();
+    let env = Env::with_provider(&provider);
+    env.add_login("work", &provider.issue_expired("waiting@example.com"));
+    // The first refresh holds the slot's lock while the provider never answers.
+    provider.fail_next(1, Failure::Hang);
+    let mut first = env.cmd(&["refresh", "work"]).spawn_piped();
+    wait_until(20, "the first refresh to reach the provider", || {
+        provider.refresh_calls() == 1
+    });
+    let second = env
+        .cmd(&["get", "work"])
+        .env("TOKENKEEPER_LOCK_TIMEOUT", "3s")
+        .run()
+        .code(1);
+    let pid = first.id();
+    second
+        .stderr_has(&format!("waiting for pid {pid}, refreshing 'work'"))
+        .stderr_has(&format!(
+            "gave up after 3s waiting for pid {pid}, refreshing 'work'"
+        ));
+    assert_eq!(
+        provider.refresh_calls(),
+        1,
+        "the second never spent the token"
+    );
+    first.kill().unwrap();
+    first.wait().unwrap();
+}
+
+#[test]
+fn issue13_a_claude_code_lock_path_that_cannot_be_taken_is_an_error_not_a_spin() {
+    let provider = FakeProvider::start();
+    let env = Env::with_provider(&provider);
+    let login = provider.issue_expired("locked@example.com");
+    env.write_live(&FakeProvider::blob(&login));
+    env.cmd(&["add", "work"]).ok();
+    let legacy = env.home.join(".claude.lock");
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(300);
+    let age = |path: &std::path::Path| {
+        fs::File::options()
+            .read(true)
+            .open(path)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+    };
+
+    // A plain file where Claude Code keeps a lock directory, fresh or stale.
+    fs::write(&legacy, "").unwrap();
+    let out = finish(env.cmd(&["refresh", "work"]).spawn_piped(), 20);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot be taken: it is not a directory"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("rm '{}'", legacy.display())),
+        "{stderr}"
+    );
+    age(&legacy);
+    env.cmd(&["refresh", "work"])
+        .fails(1)
+        .stderr_has("it is not a directory");
+    fs::remove_file(&legacy).unwrap();
+
+    // A stale directory that is not empty.
+    fs::create_dir(&legacy).unwrap();
+    fs::write(legacy.join("left-over"), "").unwrap();
+    age(&legacy);
+    env.cmd(&["refresh", "work"])
+        .fails(1)
+        .stderr_has("it is stale but not empty")
+        .stderr_has(&format!("rm -r '{}'", legacy.display()));
+    assert_eq!(provider.refresh_calls(), 0, "nothing was spent");
+    // Claude Code's own path is let go when the second cannot be taken.
+    assert!(!env.claude_dir().join(".oauth_refresh.lock").exists());
+    fs::remove_dir_all(&legacy).unwrap();
+    env.cmd(&["refresh", "work"]).ok();
+}
