@@ -10,6 +10,7 @@ pub mod daemon;
 pub mod deadline;
 pub mod durable;
 pub mod error;
+pub mod harden;
 pub mod input;
 pub mod journal;
 pub mod keeper;

@@ -7,6 +7,8 @@ use clap::Parser;
 use tokenkeeper::cli::{self, Cli, Command};
 
 fn main() -> ExitCode {
+    // Before anything reads a token: no core dump, no ptrace by the same user.
+    tokenkeeper::harden::process();
     let cli = Cli::parse();
     // The daemon and the proxy report what they do by default; other commands only warn.
     let chatty = matches!(cli.command, Command::Daemon(_) | Command::Proxy(_));

@@ -86,6 +86,7 @@ pub fn run(_args: Args, paths: &Paths, format: Format) -> Result<u8> {
             "data_dir": paths.data_dir,
             "backends": backends,
             "stranded": stranded,
+            "memory_protected": crate::harden::is_protected(),
             "unusable_journal_entries": unusable,
         }))?;
     } else {
@@ -95,6 +96,11 @@ pub fn run(_args: Args, paths: &Paths, format: Format) -> Result<u8> {
         ))?;
         output::line(&format!("config file: {}", paths.config_file().display()))?;
         output::line(&format!("data directory: {}", paths.data_dir.display()))?;
+        output::line(if crate::harden::is_protected() {
+            "memory: protected (not dumpable: no core dumps, no ptrace by the same user)"
+        } else {
+            "memory: NOT protected (this system would not mark the process non-dumpable)"
+        })?;
         for check in &checks {
             let status = match &check.error {
                 None => "reachable".to_string(),

@@ -437,3 +437,25 @@ fn issue13_a_claude_code_lock_path_that_cannot_be_taken_is_an_error_not_a_spin()
     fs::remove_dir_all(&legacy).unwrap();
     env.cmd(&["refresh", "work"]).ok();
 }
+
+#[test]
+fn issue13_processes_that_hold_tokens_are_not_dumpable_and_the_agents_they_run_are() {
+    let provider = FakeProvider::start();
+    let env = Env::with_provider(&provider);
+    let report = env.cmd(&["doctor", "--format", "json"]).ok().json();
+    assert_eq!(report["memory_protected"], true);
+    env.cmd(&["doctor"]).ok().stdout_has("memory: protected");
+    // The agent `exec` runs is an ordinary process again: the kernel resets the mark on
+    // execve. PR_GET_DUMPABLE (3) answers 1 for a dumpable process.
+    env.add_login("work", &provider.issue("dump@example.com"));
+    env.cmd(&[
+        "exec",
+        "work",
+        "--",
+        "python3",
+        "-c",
+        "import ctypes; print(ctypes.CDLL(None).prctl(3, 0, 0, 0, 0))",
+    ])
+    .ok()
+    .stdout_is("1\n");
+}
