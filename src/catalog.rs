@@ -6,7 +6,6 @@
 //! key never depends on a name the user may change.
 
 use std::collections::BTreeMap;
-use std::fs;
 use std::io;
 use std::path::Path;
 
@@ -182,7 +181,7 @@ impl Catalog {
     /// Loads the catalog; a missing file is an empty catalog.
     pub fn load(path: &Path) -> Result<Self> {
         perms::check_private(path, false)?;
-        let bytes = match fs::read(path) {
+        let bytes = match perms::read_own(path) {
             Ok(bytes) => bytes,
             Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Self::default()),
             Err(err) => return Err(Error::io("cannot read", path, err)),

@@ -190,7 +190,7 @@ impl Journal {
             };
             perms::check_private(&path, false)?;
             let bytes = zeroize::Zeroizing::new(
-                fs::read(&path).map_err(|err| Error::io("cannot read", &path, err))?,
+                perms::read_own(&path).map_err(|err| Error::io("cannot read", &path, err))?,
             );
             match serde_json::from_slice::<Entry>(&bytes) {
                 Ok(entry) => {

@@ -6,7 +6,7 @@
 
 use std::fs::{self, DirBuilder};
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use crate::error::{Error, Result};
@@ -32,13 +32,46 @@ pub fn ensure_dir(dir: &Path) -> Result<()> {
         .map_err(|err| Error::io("cannot create directory", dir, err))
 }
 
-/// Fails when `path` exists and grants any access to group or others.
+/// Fails when `path` — one of tokenkeeper's own files or directories — exists and belongs to
+/// another user, or grants any access to group or others. Whoever owns the data directory
+/// could otherwise plant links that make a privileged tokenkeeper write where they choose.
 pub fn check_private(path: &Path, is_dir: bool) -> Result<()> {
     let meta = match fs::metadata(path) {
         Ok(meta) => meta,
         Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(err) => return Err(Error::io("cannot inspect", path, err)),
     };
+    let me = nix::unistd::geteuid().as_raw();
+    if meta.uid() != me {
+        let what = if is_dir { "directory" } else { "file" };
+        return Err(Error::failure(format!(
+            "refusing to use {what} {}: it belongs to uid {}, not to this user (uid {me})",
+            path.display(),
+            meta.uid()
+        ))
+        .with_hint(format!(
+            "run tokenkeeper as that user, or point {} at a directory of your own",
+            crate::paths::ENV_HOME
+        )));
+    }
+    check_mode(path, &meta, is_dir)
+}
+
+/// Fails when a file handed in (`add --from file`) can be read by other users: a secret that
+/// has already leaked is better refused than kept.
+pub fn check_unshared(path: &Path) -> Result<()> {
+    match fs::metadata(path) {
+        Ok(meta) if meta.is_dir() => Err(Error::failure(format!(
+            "cannot read {}: it is a directory",
+            path.display()
+        ))),
+        Ok(meta) => check_mode(path, &meta, false),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(err) => Err(Error::io("cannot inspect", path, err)),
+    }
+}
+
+fn check_mode(path: &Path, meta: &fs::Metadata, is_dir: bool) -> Result<()> {
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 == 0 {
         return Ok(());
@@ -53,6 +86,30 @@ pub fn check_private(path: &Path, is_dir: bool) -> Result<()> {
         path.display()
     ))
     .with_hint(format!("run: chmod {want} '{}'", path.display())))
+}
+
+/// Opens a file of tokenkeeper's own for writing (created 0600 when missing), refusing to
+/// follow a symbolic link: a link planted there must not redirect the write.
+pub fn open_own(path: &Path, truncate: bool) -> io::Result<fs::File> {
+    fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(truncate)
+        .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(path)
+}
+
+/// Reads a file of tokenkeeper's own, refusing to follow a symbolic link.
+pub fn read_own(path: &Path) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(path)?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::input::{self, MAX_STDIN_BYTES};
 use crate::keeper::{self, Added, Keeper};
 use crate::paths::Paths;
+use crate::perms;
 use crate::secret::Secret;
 use crate::timefmt;
 
@@ -145,6 +146,7 @@ pub fn run(args: Args, paths: &Paths, format: Format) -> Result<u8> {
 }
 
 fn read_file(path: &PathBuf) -> Result<Secret> {
+    perms::check_unshared(path)?;
     let file = fs::File::open(path).map_err(|err| Error::io("cannot read", path, err))?;
     let mut buf = zeroize::Zeroizing::new(Vec::new());
     file.take(MAX_STDIN_BYTES + 1)

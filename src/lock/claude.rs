@@ -13,7 +13,7 @@
 
 use std::fs::{self, File};
 use std::io::{self, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -206,7 +206,7 @@ impl Record {
 }
 
 fn read_record(path: &Path) -> Record {
-    match fs::read(path) {
+    match perms::read_own(path) {
         Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|_| {
             warn!(path = %path.display(), "ignoring an unreadable lock record");
             Record::default()
@@ -220,12 +220,7 @@ fn read_record(path: &Path) -> Record {
 fn write_record(path: &Path, record: &Record) -> Result<()> {
     let temp = path.with_extension("held.tmp");
     let bytes = serde_json::to_vec(record).expect("a record serialises");
-    fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&temp)
+    perms::open_own(&temp, true)
         .and_then(|mut file| file.write_all(&bytes))
         .and_then(|()| fs::rename(&temp, path))
         .map_err(|err| Error::io("cannot write", path, err))

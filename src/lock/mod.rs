@@ -9,8 +9,7 @@
 
 mod claude;
 
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs::File;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -93,7 +92,9 @@ impl FileLock {
 
 /// Who holds the lock at `path`, from the note its holder left: `pid 42, refreshing 'work'`.
 fn holder(path: &Path) -> String {
-    let note = std::fs::read_to_string(path).unwrap_or_default();
+    let note = perms::read_own(path)
+        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+        .unwrap_or_default();
     let mut parts = note.trim().splitn(2, ' ');
     match (
         parts.next().filter(|p| p.parse::<u32>().is_ok()),
@@ -120,11 +121,5 @@ fn open(path: &Path) -> Result<File> {
     if let Some(dir) = path.parent() {
         perms::ensure_private_dir(dir)?;
     }
-    OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|err| Error::io("cannot open lock file", path, err))
+    perms::open_own(path, false).map_err(|err| Error::io("cannot open lock file", path, err))
 }

@@ -49,7 +49,7 @@ impl FileStore {
                 path.display()
             )));
         }
-        let bytes = fs::read(path).map_err(|err| Error::io("cannot read", path, err))?;
+        let bytes = perms::read_own(path).map_err(|err| Error::io("cannot read", path, err))?;
         let text = String::from_utf8(bytes)
             .map_err(|_| Error::failure(format!("{} is not UTF-8 text", path.display())))?;
         Ok(Some(Secret::new(text)))

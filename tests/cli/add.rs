@@ -71,6 +71,8 @@ fn add_from_file_and_bare_token_on_stdin() {
     let env = Env::new();
     let file = env.root.join("creds.json");
     std::fs::write(&file, fresh_blob("file")).unwrap();
+    // Only a file other users cannot read is taken (see lineage.rs for the refusal).
+    std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     env.cmd(&["add", "fromfile", "--from", "file", file.to_str().unwrap()])
         .ok()
         .stdout_has("added claude slot 'fromfile' (oauth");

@@ -459,3 +459,80 @@ fn issue13_processes_that_hold_tokens_are_not_dumpable_and_the_agents_they_run_a
     .ok()
     .stdout_is("1\n");
 }
+
+#[test]
+fn issue13_a_data_directory_of_another_user_or_planted_links_are_refused() {
+    use std::os::unix::fs::symlink;
+    let env = Env::new();
+    env.cmd(&["add", "work", "--from", "stdin"])
+        .stdin(fresh_blob("w"))
+        .ok();
+    // A link planted where a lock file goes must not make tokenkeeper truncate its target.
+    let victim = env.root.join("victim.txt");
+    fs::write(&victim, "precious").unwrap();
+    let state_lock = env.data_dir().join("state.lock");
+    fs::remove_file(&state_lock).unwrap();
+    symlink(&victim, &state_lock).unwrap();
+    env.cmd(&["list", "--no-usage"])
+        .fails(1)
+        .stderr_has("cannot open lock file")
+        .stderr_has("state.lock");
+    assert_eq!(fs::read_to_string(&victim).unwrap(), "precious");
+    fs::remove_file(&state_lock).unwrap();
+    let slot_id = env.catalog()["slots"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let slot_lock = env.data_dir().join(format!("locks/{slot_id}.lock"));
+    fs::create_dir_all(slot_lock.parent().unwrap()).unwrap();
+    fs::set_permissions(
+        slot_lock.parent().unwrap(),
+        fs::Permissions::from_mode(0o700),
+    )
+    .unwrap();
+    symlink(&victim, &slot_lock).unwrap();
+    env.cmd(&["refresh", "work", "--force"])
+        .fails(1)
+        .stderr_has("cannot open lock file");
+    assert_eq!(fs::read_to_string(&victim).unwrap(), "precious");
+    fs::remove_file(&slot_lock).unwrap();
+
+    // A data directory that belongs to someone else is refused, whatever its mode.
+    let chown = |uid: u32| {
+        let status = std::process::Command::new("chown")
+            .arg(uid.to_string())
+            .arg(env.data_dir())
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "chown needs root, as the suite runs in CI"
+        );
+    };
+    chown(65534);
+    env.cmd(&["list", "--no-usage"])
+        .fails(1)
+        .stderr_has("belongs to uid 65534, not to this user")
+        .stderr_has("hint: run tokenkeeper as that user");
+    chown(nix_uid());
+    env.cmd(&["list", "--no-usage"]).ok();
+
+    // A credential file others can read is refused, with the fix.
+    let file = env.root.join("creds.json");
+    fs::write(&file, fresh_blob("f")).unwrap();
+    fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).unwrap();
+    env.cmd(&["add", "f", "--from", "file", file.to_str().unwrap()])
+        .fails(1)
+        .stderr_has("mode 644 lets other users read it")
+        .stderr_has("hint: run: chmod 600")
+        .hides(&access("f"));
+    fs::set_permissions(&file, fs::Permissions::from_mode(0o600)).unwrap();
+    env.cmd(&["add", "f", "--from", "file", file.to_str().unwrap()])
+        .ok();
+}
+
+/// This process's user id (the one tokenkeeper runs as in these tests).
+fn nix_uid() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata("/proc/self").unwrap().uid()
+}
