@@ -6,7 +6,7 @@ use serde_json::json;
 
 use super::AgentArg;
 use super::output::{self, Format};
-use crate::daemon::unit::Manager;
+use crate::daemon::unit::{self, Manager};
 use crate::daemon::{self, Daemon, Options};
 use crate::durable;
 use crate::error::{Error, Result};
@@ -104,12 +104,16 @@ pub fn run(args: Args, paths: &Paths, format: Format) -> Result<u8> {
                 output::line(&format!("refreshed '{name}'"))?;
             }
             for (name, error) in &pass.failed {
-                output::notice(&format!("slot '{name}': {error}"));
+                if name.ends_with(" backend") {
+                    output::notice(&format!("{name}: {error}"));
+                } else {
+                    output::notice(&format!("slot '{name}': {error}"));
+                }
             }
         }
         if !pass.failed.is_empty() {
             return Err(Error::failure(format!(
-                "{} slot(s) could not be refreshed",
+                "{} slot(s) or backend(s) could not be refreshed or reached",
                 pass.failed.len()
             )));
         }
@@ -131,6 +135,17 @@ fn install(args: InstallArgs, format: Format) -> Result<u8> {
     let exe = std::env::current_exe()
         .map_err(|err| Error::failure(format!("cannot find the tokenkeeper binary: {err}")))?;
     let text = manager.render(&exe)?;
+    let uncarried: Vec<&str> = unit::NOT_CARRIED
+        .into_iter()
+        .filter(|name| std::env::var_os(name).is_some_and(|v| !v.is_empty()))
+        .collect();
+    if !uncarried.is_empty() {
+        output::notice(&format!(
+            "{} is not written into the service (a secret): the daemon reads OpenBao's token from ~/.vault-token (bao login) or the file {} names",
+            uncarried.join(" and "),
+            crate::store::ENV_OPENBAO_TOKEN_FILE
+        ));
+    }
     if args.print {
         print!("{text}");
         return Ok(0);

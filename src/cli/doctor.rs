@@ -10,7 +10,7 @@ use crate::catalog::Catalog;
 use crate::error::Result;
 use crate::journal::Journal;
 use crate::paths::Paths;
-use crate::store::{self, Backend, SecretKey, Stores};
+use crate::store::{self, Backend, Stores};
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
@@ -37,18 +37,13 @@ pub fn run(_args: Args, paths: &Paths, format: Format) -> Result<u8> {
             .1 += 1;
     }
     let stores = Stores::new(paths);
-    let probe = SecretKey {
-        service: store::SLOT_SERVICE.to_string(),
-        account: "doctor-probe".to_string(),
-    };
     let checks: Vec<Check> = in_use
         .into_values()
         .map(|(backend, slots)| Check {
             backend,
             slots,
             error: stores
-                .get(backend)
-                .get(&probe)
+                .probe(backend)
                 .err()
                 .map(|err| (err.message().to_string(), err.hint().map(str::to_string))),
         })

@@ -24,6 +24,7 @@ use crate::keeper::Keeper;
 use crate::lock::FileLock;
 use crate::paths::Paths;
 use crate::refresh::{self, Due, Outcome, Policy};
+use crate::store::{Backend, Stores};
 use crate::usage::{self, SlotUsage};
 
 /// First retry delay after a failure; doubles per consecutive failure up to `BACKOFF_MAX`.
@@ -117,6 +118,7 @@ impl Daemon {
         let mut result = PassResult::default();
         for agent in self.options.agents.clone() {
             let slots = self.slots_of(agent)?;
+            self.check_backends(&slots, &mut result.pass);
             for slot in &slots {
                 if stopping() {
                     result.stopped = true;
@@ -136,6 +138,22 @@ impl Daemon {
             "pass done"
         );
         Ok(result)
+    }
+
+    /// Asks every backend the slots live in whether it can be reached, so a daemon that
+    /// cannot reach one says so at once, not only when a slot there is next due.
+    fn check_backends(&mut self, slots: &[Slot], pass: &mut Pass) {
+        let stores = Stores::new(&self.paths);
+        let mut backends: Vec<Backend> = slots.iter().map(|slot| slot.backend).collect();
+        backends.sort_by_key(|b| b.as_str());
+        backends.dedup();
+        for backend in backends {
+            if let Err(err) = stores.probe(backend) {
+                warn!(backend = %backend, error = %err.message(), "a backend cannot be reached");
+                pass.failed
+                    .push((format!("{backend} backend"), err.message().to_string()));
+            }
+        }
     }
 
     fn slots_of(&mut self, agent: Agent) -> Result<Vec<Slot>> {

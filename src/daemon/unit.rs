@@ -7,17 +7,39 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 use crate::paths;
 
-/// Variables a service needs to find the same files as the shell that installed it.
-const CARRIED_ENV: [&str; 8] = [
+/// Variables a service needs to find the same files, the same backend and the same provider
+/// as the shell that installed it. None holds a secret; the secret ones (`BAO_TOKEN`,
+/// `VAULT_TOKEN`) are never carried: the daemon reads a token file instead.
+const CARRIED_ENV: [&str; 25] = [
     "TOKENKEEPER_HOME",
     "XDG_CONFIG_HOME",
     "XDG_DATA_HOME",
     "CLAUDE_CONFIG_DIR",
+    "CLAUDE_SECURESTORAGE_CONFIG_DIR",
+    "TOKENKEEPER_CLAUDE_LIVE",
     "TOKENKEEPER_REFRESH_MARGIN",
+    "TOKENKEEPER_TIMEOUT",
+    "TOKENKEEPER_LOCK_TIMEOUT",
     "TOKENKEEPER_CLAUDE_OAUTH_URL",
     "TOKENKEEPER_CLAUDE_API_URL",
     "TOKENKEEPER_CLAUDE_CLIENT_ID",
+    "TOKENKEEPER_CLAUDE_USER_AGENT",
+    "TOKENKEEPER_BACKEND",
+    "BAO_ADDR",
+    "VAULT_ADDR",
+    "BAO_CACERT",
+    "VAULT_CACERT",
+    "TOKENKEEPER_OPENBAO_MOUNT",
+    "TOKENKEEPER_OPENBAO_PREFIX",
+    "TOKENKEEPER_OPENBAO_TOKEN_FILE",
+    "TOKENKEEPER_OP_VAULT",
+    "TOKENKEEPER_OP_ACCOUNT",
+    "OP_ACCOUNT",
+    "SSL_CERT_FILE",
 ];
+
+/// Secret variables a service must not hold; `daemon install` says how to do without them.
+pub const NOT_CARRIED: [&str; 2] = ["BAO_TOKEN", "VAULT_TOKEN"];
 
 pub const SYSTEMD_NAME: &str = "tokenkeeper.service";
 pub const LAUNCHD_LABEL: &str = "dev.tokenkeeper.daemon";
@@ -66,13 +88,26 @@ impl Manager {
         let exe = exe
             .to_str()
             .ok_or_else(|| Error::failure("the path of the tokenkeeper binary is not UTF-8"))?;
-        let env: Vec<(&str, String)> = CARRIED_ENV
-            .iter()
-            .filter_map(|name| {
-                let value = std::env::var(name).ok().filter(|v| !v.is_empty())?;
-                Some((*name, value))
-            })
-            .collect();
+        if exe.chars().any(char::is_control) {
+            return Err(Error::failure(
+                "the path of the tokenkeeper binary holds a control character; refusing to write it into a service definition",
+            ));
+        }
+        let mut env: Vec<(&str, String)> = Vec::new();
+        for name in CARRIED_ENV {
+            let Some(value) = std::env::var(name).ok().filter(|v| !v.is_empty()) else {
+                continue;
+            };
+            // A newline would end the line and start another: a unit line of the caller's
+            // choosing (ExecStartPre=…). Refused, not escaped: no such value is meant.
+            if value.chars().any(char::is_control) {
+                return Err(Error::usage(format!(
+                    "{name} holds a control character (a newline?); refusing to write it into a service definition"
+                ))
+                .with_hint(format!("set {name} to a plain value, or unset it, and try again")));
+            }
+            env.push((name, value));
+        }
         Ok(match self {
             Manager::Systemd => systemd(exe, &env),
             Manager::Launchd => launchd(exe, &env)?,

@@ -14,7 +14,7 @@ mod select;
 pub use file::FileStore;
 pub use keychain::KeychainStore;
 pub use onepassword::OnePasswordStore;
-pub use openbao::{OpenBaoConfig, OpenBaoStore};
+pub use openbao::{ENV_TOKEN_FILE as ENV_OPENBAO_TOKEN_FILE, OpenBaoConfig, OpenBaoStore};
 pub use secret_service::SecretServiceStore;
 pub use select::{BackendArg, ENV_BACKEND, Selection, select};
 
@@ -169,6 +169,15 @@ impl Stores {
             openbao: OpenBaoStore::default(),
             onepassword: OnePasswordStore::default(),
         }
+    }
+
+    /// Whether `backend` can be reached: asks it for an item that does not exist.
+    pub fn probe(&self, backend: Backend) -> Result<()> {
+        let probe = SecretKey {
+            service: SLOT_SERVICE.to_string(),
+            account: "doctor-probe".to_string(),
+        };
+        self.get(backend).get(&probe).map(drop)
     }
 
     pub fn get(&self, backend: Backend) -> &dyn SecretStore {

@@ -66,7 +66,7 @@ fn once_reports_a_failing_slot_and_still_does_the_others() {
     out.code(1)
         .stdout_is("refreshed 'due'\n")
         .stderr_has("slot 'gone': slot 'gone' needs a new login")
-        .stderr_has("1 slot(s) could not be refreshed")
+        .stderr_has("1 slot(s) or backend(s) could not be refreshed or reached")
         .hides(&gone.refresh);
     assert!(provider.is_current(&env.refresh_token_of("due")));
 }

@@ -536,3 +536,35 @@ fn nix_uid() -> u32 {
     use std::os::unix::fs::MetadataExt;
     fs::metadata("/proc/self").unwrap().uid()
 }
+
+#[test]
+fn issue13_the_daemon_unit_carries_the_backend_and_nothing_can_inject_lines_into_it() {
+    let provider = FakeProvider::start();
+    let (bao, _front, mut env) = openbao_install(&provider);
+    env.set("BAO_ADDR", &bao.address);
+    env.add_login("work", &provider.issue("daemon@example.com"));
+    let unit = env.home.join(".config/systemd/user/tokenkeeper.service");
+
+    // Every non-secret setting the backend needs goes with it; the token does not.
+    let out = env.cmd(&["daemon", "install", "--systemd", "--print"]).ok();
+    out.stdout_has("Environment=\"TOKENKEEPER_BACKEND=openbao\"")
+        .stdout_has(&format!("Environment=\"BAO_ADDR={}\"", bao.address))
+        .stderr_has("BAO_TOKEN is not written into the service")
+        .hides(&bao.token);
+
+    // A newline in a carried value would start a unit line of the caller's choosing.
+    env.cmd(&["daemon", "install", "--systemd"])
+        .env("CLAUDE_CONFIG_DIR", "/tmp/x\nExecStartPre=/bin/sh -c evil")
+        .fails(2)
+        .stderr_has("CLAUDE_CONFIG_DIR holds a control character");
+    assert!(!unit.exists(), "nothing was written");
+
+    // A daemon pass that cannot reach a slot's backend fails, though no slot is due.
+    env.cmd(&["daemon", "--once", "--usage-every", "0"]).ok();
+    let address = bao.address.clone();
+    drop(bao);
+    env.cmd(&["daemon", "--once", "--usage-every", "0"])
+        .run()
+        .code(1)
+        .stderr_has(&format!("openbao backend: openbao: cannot reach {address}"));
+}
