@@ -115,12 +115,23 @@ impl Credential {
         Ok(credential)
     }
 
+    /// Parses a credential a user hands in, which tokenkeeper may later write where Claude
+    /// Code reads it: on top of `parse`, `scopes` must be an array of strings (Claude Code
+    /// hangs on anything else) and times must be numbers.
+    pub fn parse_input(bytes: &[u8], origin: &str) -> Result<Self> {
+        let credential = Self::parse(bytes, origin)?;
+        credential.validate_strict().map_err(|why| {
+            Error::failure(format!("{origin} does not hold a valid credential: {why}"))
+        })?;
+        Ok(credential)
+    }
+
     /// Reads what a user piped in: a JSON credential, or a bare token (optionally surrounded by
     /// other text, as `claude setup-token` prints it) which gets an expiry of `now + 365 days`.
     pub fn from_input(input: &Secret, origin: &str, now: Timestamp) -> Result<(Self, InputForm)> {
         let text = input.expose_secret().trim();
         if text.starts_with(['{', '[']) {
-            let mut credential = Self::parse(text.as_bytes(), origin)?;
+            let mut credential = Self::parse_input(text.as_bytes(), origin)?;
             credential.set_expires_at_if_missing(now + BARE_TOKEN_LIFETIME);
             return Ok((credential, InputForm::Json));
         }
@@ -168,10 +179,12 @@ impl Credential {
                 ));
             }
         }
+        // Lenient where Claude Code may change a shape (a number as a string, scopes as one
+        // string): what it wrote is kept byte for byte and read as meant.
         for key in ["expiresAt", "refreshTokenExpiresAt"] {
             match fields.get(key) {
                 None | Some(Value::Null) => {}
-                Some(Value::Number(n)) => match n.as_i64() {
+                Some(value) => match millis(value) {
                     Some(ms)
                         if ms >= MIN_PLAUSIBLE_MS && Timestamp::from_millisecond(ms).is_ok() => {}
                     Some(ms) if (0..MIN_PLAUSIBLE_MS).contains(&ms) => {
@@ -179,12 +192,30 @@ impl Credential {
                             "`{prefix}{key}` ({ms}) looks like seconds; it must be Unix milliseconds"
                         ));
                     }
-                    _ => {
+                    Some(ms) => {
                         return Err(format!(
-                            "`{prefix}{key}` must be Unix milliseconds, found {n}"
+                            "`{prefix}{key}` must be Unix milliseconds, found {ms}"
+                        ));
+                    }
+                    None => {
+                        return Err(format!(
+                            "`{prefix}{key}` must be a number (Unix milliseconds), found {}",
+                            type_name(value)
                         ));
                     }
                 },
+            }
+        }
+        Ok(())
+    }
+
+    /// The shapes tokenkeeper itself would write; see `parse_input`.
+    fn validate_strict(&self) -> std::result::Result<(), String> {
+        let prefix = if self.nested { "claudeAiOauth." } else { "" };
+        let fields = self.fields();
+        for key in ["expiresAt", "refreshTokenExpiresAt"] {
+            match fields.get(key) {
+                None | Some(Value::Null) | Some(Value::Number(_)) => {}
                 Some(other) => {
                     return Err(format!(
                         "`{prefix}{key}` must be a number (Unix milliseconds), found {}",
@@ -248,7 +279,7 @@ impl Credential {
     }
 
     fn time_field(&self, key: &str) -> Option<Timestamp> {
-        let ms = self.fields().get(key)?.as_i64()?;
+        let ms = millis(self.fields().get(key)?)?;
         Timestamp::from_millisecond(ms).ok()
     }
 
@@ -298,6 +329,7 @@ impl Credential {
     pub fn scopes(&self) -> Vec<&str> {
         match self.fields().get("scopes") {
             Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).collect(),
+            Some(Value::String(text)) => text.split_whitespace().collect(),
             _ => Vec::new(),
         }
     }
@@ -396,6 +428,15 @@ fn wipe(value: &mut Value) {
         Value::Array(items) => items.iter_mut().for_each(wipe),
         Value::Object(map) => map.values_mut().for_each(wipe),
         _ => {}
+    }
+}
+
+/// Unix milliseconds from a number or a string of digits.
+fn millis(value: &Value) -> Option<i64> {
+    match value {
+        Value::Number(n) => n.as_i64(),
+        Value::String(text) => text.trim().parse().ok(),
+        _ => None,
     }
 }
 
@@ -563,10 +604,22 @@ mod tests {
             ),
         ];
         for (input, want) in cases {
-            let err = Credential::parse(input.as_bytes(), "stdin").unwrap_err();
+            let err = Credential::parse_input(input.as_bytes(), "stdin").unwrap_err();
             assert!(err.message().contains(want), "{input}: {}", err.message());
             assert!(!err.message().contains("SECRET"), "{}", err.message());
         }
+    }
+
+    #[test]
+    fn shapes_claude_code_may_change_are_read_and_kept_byte_for_byte() {
+        let blob = r#"{"claudeAiOauth":{"accessToken":"sk-ant-oat01-A","refreshToken":"sk-ant-ort01-B","expiresAt":"1784443682444","scopes":"user:inference user:profile","subscriptionType":{"tier":"max"}}}"#;
+        let c = Credential::parse(blob.as_bytes(), "live").unwrap();
+        assert_eq!(c.to_secret_json().expose_secret(), blob);
+        assert_eq!(c.scopes(), vec!["user:inference", "user:profile"]);
+        assert_eq!(c.expires_at().unwrap().as_millisecond(), 1784443682444);
+        assert_eq!(c.kind(), Kind::Oauth);
+        // What a user hands in is held to the shapes tokenkeeper would write.
+        assert!(Credential::parse_input(blob.as_bytes(), "stdin").is_err());
     }
 
     #[test]

@@ -395,7 +395,7 @@ impl Keeper {
             Ok(_) | Err(_) => {
                 if record.is_some() {
                     self.notices.push(format!(
-                        "{} does not hold a valid Claude Code credential; left it as it is",
+                        "{} holds a credential tokenkeeper cannot read; a copy is kept before anything replaces it",
                         live.describe()
                     ));
                 }
@@ -481,6 +481,50 @@ impl Keeper {
         failpoint("sync:before-catalog");
         self.record_live(agent.name(), &owner, fingerprint);
         self.save()
+    }
+
+    /// Keeps a verbatim copy of the live credential when nothing tokenkeeper holds has its
+    /// bytes: a shape tokenkeeper cannot read, or a login no slot holds. Its refresh token may
+    /// be the only copy there is. Called before the live credential is overwritten or removed
+    /// (after `sync_live`, which saves every credential it can read into its slot).
+    fn rescue_live(&mut self, agent: Agent) -> Result<()> {
+        let live = Live::locate()?;
+        let Some(current) = live.read()? else {
+            return Ok(());
+        };
+        let fingerprint = current.fingerprint();
+        if self
+            .catalog
+            .live
+            .get(agent.name())
+            .is_some_and(|r| r.sha256 == fingerprint)
+        {
+            return Ok(());
+        }
+        if let Ok(credential) = &current.parsed
+            && let Some(id) = self.find_lineage(agent.name(), credential)?
+        {
+            let slot = self.catalog.get(&id).expect("found above").clone();
+            if self.credential(&slot)? == *credential {
+                return Ok(());
+            }
+        }
+        let dir = self.paths.rescued_dir();
+        perms::ensure_private_dir(&dir)?;
+        let path = dir.join(format!("{}-{}.json", agent.name(), &fingerprint[..16]));
+        if !path.exists() {
+            crate::durable::write_atomic(&path, current.bytes.expose_secret().as_bytes())?;
+        }
+        let why = match &current.parsed {
+            Err(err) => format!("a shape tokenkeeper cannot read: {}", err.message()),
+            Ok(_) => "a login no slot holds".to_string(),
+        };
+        self.notices.push(format!(
+            "{} held {why}; kept a copy in {} before replacing it",
+            live.describe(),
+            path.display()
+        ));
+        Ok(())
     }
 
     fn record_live(&mut self, agent: &str, slot_id: &str, sha256: String) {
@@ -607,6 +651,7 @@ impl Keeper {
             ))
             .with_hint(format!("run Claude Code with it: CLAUDE_CODE_OAUTH_TOKEN=\"$(tokenkeeper get {})\" claude", slot.name)));
         }
+        self.rescue_live(agent)?;
         failpoint("use:before-live-write");
         let fingerprint = live.write(&credential)?;
         failpoint("use:after-live-write");
@@ -641,6 +686,9 @@ impl Keeper {
         self.catalog.remove(&slot.id);
         self.save()?;
         failpoint("remove:after-catalog");
+        if owns_live {
+            self.rescue_live(agent)?;
+        }
         let cleared_live = if owns_live && live.remove()? {
             Some(live.describe())
         } else {

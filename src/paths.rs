@@ -69,6 +69,12 @@ impl Paths {
     }
 
     /// Serialises every command that changes state.
+    /// Where live credentials tokenkeeper could not place in a slot are kept, verbatim,
+    /// before anything overwrites them.
+    pub fn rescued_dir(&self) -> PathBuf {
+        self.data_dir.join("rescued")
+    }
+
     pub fn state_lock(&self) -> PathBuf {
         self.data_dir.join("state.lock")
     }

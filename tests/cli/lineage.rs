@@ -568,3 +568,66 @@ fn issue13_the_daemon_unit_carries_the_backend_and_nothing_can_inject_lines_into
         .code(1)
         .stderr_has(&format!("openbao backend: openbao: cannot reach {address}"));
 }
+
+#[test]
+fn issue13_a_live_credential_of_an_unexpected_shape_is_kept_before_use_or_remove_replaces_it() {
+    let env = Env::new();
+    env.cmd(&["add", "a", "--from", "stdin"])
+        .stdin(fresh_blob("a"))
+        .ok();
+    env.cmd(&["add", "b", "--from", "stdin"])
+        .stdin(fresh_blob("b"))
+        .ok();
+    env.cmd(&["use", "a"]).ok();
+    // Claude Code rewrote its file in a shape tokenkeeper once refused (scopes as one string,
+    // the expiry as a string): the same lineage, refreshed.
+    let changed = format!(
+        r#"{{"claudeAiOauth":{{"accessToken":"{}","refreshToken":"{}","expiresAt":"{}","scopes":"user:inference user:profile"}},"mcpOAuth":{{}}}}"#,
+        access("a2"),
+        refresh("a2"),
+        now_ms() + 8 * 3_600_000
+    );
+    env.write_live(&changed);
+    env.cmd(&["use", "b"]).ok();
+    // Read leniently: a refresh of no slot's lineage, kept as a slot, byte for byte.
+    let recovered = env
+        .stored_secrets()
+        .into_iter()
+        .find(|s| s.contains(&refresh("a2")))
+        .expect("the new refresh token is kept");
+    assert_eq!(recovered, changed);
+
+    // Not a credential at all (Claude Code's wiped file, or a future format): kept verbatim.
+    let garbage = format!(
+        r#"{{"claudeAiOauth":{{"token":"{}"}}}}"#,
+        refresh("only-copy")
+    );
+    env.write_live(&garbage);
+    let out = env.cmd(&["use", "a"]).ok();
+    out.stderr_has("kept a copy in")
+        .hides(&refresh("only-copy"));
+    let rescued: Vec<String> = fs::read_dir(env.data_dir().join("rescued"))
+        .unwrap()
+        .map(|e| {
+            let path = e.unwrap().path();
+            assert_eq!(
+                fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
+            fs::read_to_string(path).unwrap()
+        })
+        .collect();
+    assert_eq!(rescued, vec![garbage.clone()]);
+
+    // `remove --yes` of the active slot keeps it the same way.
+    let other = format!(r#"{{"claudeAiOauth":"{}"}}"#, refresh("other-copy"));
+    env.write_live(&other);
+    env.cmd(&["remove", "a", "--yes"])
+        .ok()
+        .stderr_has("kept a copy in");
+    let rescued = fs::read_dir(env.data_dir().join("rescued"))
+        .unwrap()
+        .count();
+    assert_eq!(rescued, 2);
+    assert!(env.read_live().is_none());
+}

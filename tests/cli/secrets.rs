@@ -91,7 +91,7 @@ fn errors_about_stored_secrets_name_the_place_not_the_value() {
     let text = std::fs::read_to_string(&file).unwrap();
     std::fs::write(
         &file,
-        text.replace(r#""scopes":["#, r#""scopes":"PLANTED","x":["#),
+        text.replace(r#""expiresAt":"#, r#""expiresAt":"PLANTED","x":"#),
     )
     .unwrap();
     env.cmd(&["get", "x"])
