@@ -82,6 +82,10 @@ pub struct Slot {
     /// Set when the answer to the slot's last refresh could not be applied; it was set aside.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stranded: Option<Stranded>,
+    /// When the slot's current access token came from a refresh (by tokenkeeper, or by Claude
+    /// Code and saved here): a 401 for a token that new is not the token's fault.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refreshed_at: Option<Timestamp>,
     /// When `export --with-refresh-token` handed the lineage to someone else: it is not
     /// refreshed here any more (a refresh would revoke the copy that was handed over).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -121,6 +125,7 @@ impl Slot {
             needs_login: None,
             stranded: None,
             handed_over: None,
+            refreshed_at: None,
             usage: None,
             usage_tried_at: None,
             created_at: now,

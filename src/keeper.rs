@@ -228,6 +228,7 @@ impl Keeper {
         let now = self.now;
         let slot = self.catalog.get_mut(&slot.id).expect("present");
         slot.absorb(credential, now);
+        slot.refreshed_at = Some(entry.created_at);
         if slot.account_uuid.is_none() {
             slot.account_uuid = resolved.account_uuid.clone();
         }
@@ -405,14 +406,16 @@ impl Keeper {
         let owner = match self.find_lineage(agent.name(), &credential)? {
             Some(id) => {
                 let slot = self.catalog.get(&id).expect("found above").clone();
-                if self.credential(&slot)? != credential {
+                let stored = self.credential(&slot)?;
+                if stored != credential {
                     info!(slot = %slot.name, "saving the credential Claude Code updated");
                     self.put(&slot, &credential)?;
                     let now = self.now;
-                    self.catalog
-                        .get_mut(&id)
-                        .expect("found above")
-                        .absorb(&credential, now);
+                    let saved = self.catalog.get_mut(&id).expect("found above");
+                    if stored.access_token() != credential.access_token() {
+                        saved.refreshed_at = Some(now);
+                    }
+                    saved.absorb(&credential, now);
                 }
                 id
             }

@@ -396,6 +396,56 @@ pub fn ensure_fresh(
     })
 }
 
+/// How new a token must be before a 401 for it is no reason to refresh: the refusal is then
+/// about the request (a path that always answers 401), and refreshing would only rotate the
+/// lineage again and again.
+const UNAUTHORIZED_GRACE: SignedDuration = SignedDuration::from_mins(1);
+
+/// After the provider refused `rejected` (a 401): the token to use instead. The stored one when
+/// another process already replaced `rejected`; a new one from a refresh when `rejected` is
+/// still current and did not come from a refresh within the last minute (so across all
+/// processes at most one such refresh per lineage per minute); else `rejected` itself, and the
+/// refusal stands.
+pub fn after_unauthorized(
+    paths: &Paths,
+    agent: Agent,
+    selector: Option<&str>,
+    policy: &Policy,
+    rejected: &crate::secret::Secret,
+) -> Result<Fresh> {
+    let (slot, credential) = {
+        let keeper = Keeper::open(paths.clone())?;
+        let slot = keeper
+            .catalog()
+            .resolve_or_active(agent.name(), selector)?
+            .clone();
+        let credential = keeper.credential(&slot)?;
+        (slot, credential)
+    };
+    if credential.access_token() != *rejected {
+        return Ok(Fresh {
+            slot,
+            credential,
+            outcome: Outcome::RefreshedElsewhere,
+        });
+    }
+    let now = Timestamp::now();
+    if slot.refreshed_at.is_some_and(|at| {
+        at.checked_add(UNAUTHORIZED_GRACE)
+            .is_ok_and(|until| now < until)
+    }) {
+        info!(slot = %slot.name, "the upstream refused a token refreshed less than a minute ago; not refreshing again");
+        return Ok(Fresh {
+            slot,
+            credential,
+            outcome: Outcome::Fresh,
+        });
+    }
+    // Under the slot's lock, `ensure_fresh` finds a refresh another process made meanwhile
+    // and spends nothing.
+    ensure_fresh(paths, agent, Some(&slot.name), true, policy)
+}
+
 /// The error for a refresh that failed for a passing reason, saying plainly whether the
 /// provider may have spent the token.
 fn refresh_failed(name: &str, err: &ProviderError) -> Error {

@@ -111,14 +111,22 @@ impl SlotTokens {
             return Ok(cached.token.clone());
         }
         // Another process (the daemon, Claude Code) may have refreshed, which retires the
-        // token we sent; then the stored one is the answer and no refresh token is spent.
-        let (stored, _) = self.load(false).await?;
-        *cached = if stored.token != *rejected {
-            stored
-        } else {
-            info!(slot = %self.name(), "upstream refused the token; refreshing");
-            self.load(true).await?.0
-        };
+        // token we sent; then the stored one is the answer and no refresh token is spent. A
+        // token refreshed within the last minute is not refreshed again: the 401 stands.
+        info!(slot = %self.name(), "upstream refused the token");
+        let (paths, agent, selector, policy, rejected) = (
+            self.paths.clone(),
+            self.agent,
+            self.selector.clone(),
+            self.policy,
+            rejected.clone(),
+        );
+        let fresh = tokio::task::spawn_blocking(move || {
+            refresh::after_unauthorized(&paths, agent, selector.as_deref(), &policy, &rejected)
+        })
+        .await
+        .map_err(|err| Error::failure(format!("token lookup stopped: {err}")))??;
+        *cached = cached_from(&fresh, &self.paths, &self.policy);
         Ok(cached.token.clone())
     }
 
@@ -147,16 +155,22 @@ fn load(
     force: bool,
 ) -> Result<(Cached, String)> {
     let fresh = refresh::ensure_fresh(paths, agent, selector, force, policy)?;
+    Ok((cached_from(&fresh, paths, policy), fresh.slot.name))
+}
+
+fn cached_from(fresh: &refresh::Fresh, paths: &Paths, policy: &Policy) -> Cached {
     if fresh.outcome == Outcome::Refreshed {
         info!(slot = %fresh.slot.name, "refreshed");
     }
-    let cached = Cached {
+    Cached {
         token: fresh.credential.access_token(),
-        renew_at: fresh.credential.expires_at().map(|at| at - policy.margin),
+        renew_at: fresh
+            .credential
+            .expires_at()
+            .and_then(|at| at.checked_sub(policy.margin).ok()),
         stamp: stamp(&paths.catalog_file()),
         looked: Instant::now(),
-    };
-    Ok((cached, fresh.slot.name))
+    }
 }
 
 fn stamp(path: &Path) -> Option<(u64, SystemTime)> {

@@ -120,7 +120,8 @@ fn try_usage_of(paths: &Paths, agent: Agent, name: &str, policy: &Policy) -> Res
         // Expired or revoked under us: one refresh, one more try.
         Err(ProviderError::Unauthorized(_)) => {
             tracing::info!(slot = %name, "usage refused the access token; refreshing once");
-            let fresh = refresh::ensure_fresh(paths, agent, Some(name), true, policy)?;
+            let rejected = fresh.credential.access_token();
+            let fresh = refresh::after_unauthorized(paths, agent, Some(name), policy, &rejected)?;
             ask(&fresh.credential)
         }
         other => other,

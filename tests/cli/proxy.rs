@@ -893,3 +893,38 @@ fn a_target_that_does_not_take_the_connection_in_time_gets_a_marked_502() {
         "gave up in time"
     );
 }
+
+#[test]
+fn issue13_a_path_that_always_answers_401_does_not_rotate_the_lineage() {
+    let provider = FakeProvider::start();
+    let env = Env::with_provider(&provider);
+    let login = provider.issue("storm@example.com");
+    env.add_login("work", &login);
+    let proxy = slot_proxy(&env, &provider, "work", &[]);
+    let refused = |proxy: &Server| {
+        block_on(async {
+            http()
+                .get(proxy.url("/test/unauthorized"))
+                .bearer_auth(PHANTOM)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        })
+    };
+    // The first 401 is for a token that might have been revoked: one refresh. Every later one is for a token refreshed less than a minute ago: it passes through.
+    for _ in 0..5 {
+        assert_eq!(refused(&proxy), 401);
+    }
+    assert_eq!(provider.refreshes_served(), 1, "one rotation, not five");
+    assert_eq!(provider.unauthorized_calls(), 5);
+    // Another process sees the same minute: no refresh there either.
+    let second = slot_proxy(&env, &provider, "work", &[]);
+    assert_eq!(refused(&second), 401);
+    assert_eq!(provider.refreshes_served(), 1);
+    // The lineage is intact and the real endpoint works with the current token.
+    assert!(provider.is_current(&env.refresh_token_of("work")));
+    let (status, _, _) = post_message(&proxy, json!({}));
+    assert_eq!(status, 200);
+}

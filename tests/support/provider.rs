@@ -103,6 +103,8 @@ struct Inner {
     messages_calls: usize,
     /// TCP connections accepted so far.
     connections: usize,
+    /// Requests to `/test/unauthorized`, a path that refuses every token.
+    unauthorized_calls: usize,
     /// When set, SSE events after the first wait for a permit each.
     held: Option<Arc<Semaphore>>,
     /// Bytes `/test/download` has produced so far (a slow reader holds this back).
@@ -151,6 +153,7 @@ impl FakeProvider {
             last_messages: None,
             messages_calls: 0,
             connections: 0,
+            unauthorized_calls: 0,
             held: None,
             downloaded: Arc::new(AtomicU64::new(0)),
             // Reset times ahead of now, in both of the provider's spellings.
@@ -186,6 +189,7 @@ impl FakeProvider {
             .route("/v1/messages", post(messages))
             .route("/test/upload", post(upload))
             .route("/test/download", get(download))
+            .route("/test/unauthorized", get(unauthorized).post(unauthorized))
             .with_state(inner.clone());
         let counted = inner.clone();
         std::thread::spawn(move || {
@@ -358,6 +362,11 @@ impl FakeProvider {
 
     pub fn messages_calls(&self) -> usize {
         self.inner.lock().unwrap().messages_calls
+    }
+
+    /// Requests `/test/unauthorized` refused so far.
+    pub fn unauthorized_calls(&self) -> usize {
+        self.inner.lock().unwrap().unauthorized_calls
     }
 
     /// TCP connections accepted so far, on any endpoint.
@@ -715,6 +724,12 @@ async fn upload(
     }
     let sha256: String = hash.finalize().iter().map(|b| format!("{b:02x}")).collect();
     Json(json!({"bytes": bytes, "sha256": sha256})).into_response()
+}
+
+/// `/test/unauthorized`: 401 whatever the token, as an endpoint the account may not use.
+async fn unauthorized(State(inner): State<Arc<Mutex<Inner>>>) -> Response {
+    inner.lock().unwrap().unauthorized_calls += 1;
+    auth_error("this endpoint refuses every token")
 }
 
 /// The byte at `offset` of every download: a pattern a reader can check without a copy.
