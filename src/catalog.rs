@@ -42,6 +42,10 @@ pub struct LiveRecord {
     pub slot: String,
     pub sha256: String,
     pub written_at: Timestamp,
+    /// The account Claude Code's login record named then (`uuid|email`): offline, an
+    /// unchanged record means Claude Code refreshed this slot rather than logged in anew.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login: Option<String>,
 }
 
 /// Where a refresh answer that could not be applied was kept, and why it could not be.
@@ -86,6 +90,11 @@ pub struct Slot {
     /// Code and saved here): a 401 for a token that new is not the token's fault.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refreshed_at: Option<Timestamp>,
+    /// Set when Claude Code replaced this slot's live credential with one whose account could
+    /// not be told (offline): the id of the slot holding the newer tokens. Never refreshed
+    /// meanwhile, since a refresh with the old token may be a replay that revokes the newer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub superseded_by: Option<String>,
     /// When `export --with-refresh-token` handed the lineage to someone else: it is not
     /// refreshed here any more (a refresh would revoke the copy that was handed over).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -125,6 +134,7 @@ impl Slot {
             needs_login: None,
             stranded: None,
             handed_over: None,
+            superseded_by: None,
             refreshed_at: None,
             usage: None,
             usage_tried_at: None,
@@ -142,6 +152,7 @@ impl Slot {
         self.needs_login = None;
         self.stranded = None;
         self.handed_over = None;
+        self.superseded_by = None;
         if let Some(plan) = credential.subscription_type() {
             self.subscription_type = Some(plan.to_string());
         }

@@ -425,17 +425,26 @@ impl Keeper {
                     return Ok(());
                 };
                 // A refresh by Claude Code and a login to another account look alike; only the
-                // provider can tell whose tokens these are.
+                // provider can tell whose tokens these are. Offline, Claude Code's login record
+                // can: unchanged since tokenkeeper wrote the live credential, it was a refresh.
                 let profile = identify(&credential, self.now);
-                let account_slot = profile
-                    .as_ref()
-                    .and_then(|p| p.account_uuid.as_deref())
-                    .and_then(|uuid| {
-                        self.catalog
-                            .slots_of(agent.name())
-                            .find(|s| s.account_uuid.as_deref() == Some(uuid))
-                            .map(|s| s.id.clone())
-                    });
+                let unchanged_login = record.login.is_some()
+                    && claude::login_account().map(|a| a.key()) == record.login
+                    && self.catalog.get(&record.slot).is_some();
+                let account_slot = match profile.as_ref().and_then(|p| p.account_uuid.as_deref()) {
+                    Some(uuid) => self
+                        .catalog
+                        .slots_of(agent.name())
+                        .find(|s| s.account_uuid.as_deref() == Some(uuid))
+                        .map(|s| s.id.clone()),
+                    None if unchanged_login => {
+                        info!(
+                            "Claude Code's login record is unchanged: the new credential is a refresh of the active slot"
+                        );
+                        Some(record.slot.clone())
+                    }
+                    None => None,
+                };
                 match (account_slot, profile) {
                     (Some(id), _) => {
                         let slot = self.catalog.get(&id).expect("found above").clone();
@@ -469,12 +478,22 @@ impl Keeper {
                             slot.absorb_profile(profile);
                         }
                         self.put(&slot, &credential)?;
-                        self.notices.push(if profile.is_some() {
-                            format!("Claude Code is logged in to an account no slot holds; saved it as slot '{name}'")
-                        } else {
-                            format!("Claude Code's credential changed since tokenkeeper wrote it (a refresh or a new login) and its account could not be confirmed; saved it as slot '{name}' so no tokens are lost")
-                        });
                         let id = slot.id.clone();
+                        if profile.is_some() {
+                            self.notices.push(format!("Claude Code is logged in to an account no slot holds; saved it as slot '{name}'"));
+                        } else {
+                            // If this was a refresh, the old slot's refresh token is spent, and
+                            // replaying it would revoke these new tokens too.
+                            let old = self.catalog.get_mut(&record.slot);
+                            let old_name = old.as_ref().map(|s| s.name.clone());
+                            if let Some(old) = old {
+                                old.superseded_by = Some(id.clone());
+                            }
+                            self.notices.push(format!(
+                                "Claude Code's credential changed since tokenkeeper wrote it (a refresh or a new login) and its account could not be confirmed; saved it as slot '{name}' so no tokens are lost{}",
+                                old_name.map(|old| format!(", and '{old}' is not refreshed until the account is confirmed")).unwrap_or_default()
+                            ));
+                        }
                         self.catalog.slots.push(slot);
                         id
                     }
@@ -540,6 +559,7 @@ impl Keeper {
                 slot: slot_id.to_string(),
                 sha256,
                 written_at: self.now,
+                login: claude::login_account().map(|account| account.key()),
             },
         );
     }
@@ -640,6 +660,7 @@ impl Keeper {
     pub fn switch(&mut self, agent: Agent, selector: &str) -> Result<(Switched, Slot)> {
         self.sync_live(agent)?;
         let slot = self.catalog.resolve(agent.name(), selector)?.clone();
+        let settled = self.settle(&slot.id)?;
         let live = Live::locate()?;
         let record = self.catalog.live.get(agent.name());
         let current = live.read()?.map(|c| c.fingerprint());
@@ -654,6 +675,19 @@ impl Keeper {
             ))
             .with_hint(format!("run Claude Code with it: CLAUDE_CODE_OAUTH_TOKEN=\"$(tokenkeeper get {})\" claude", slot.name)));
         }
+        // A slot whose account is not confirmed since Claude Code superseded it may hold a
+        // spent refresh token: Claude Code gets the access token alone, which it uses until it
+        // expires and which can replay nothing.
+        let credential = match settled {
+            Settled::Unconfirmed { newer } => {
+                self.notices.push(format!(
+                    "slot '{}' waits for its account to be confirmed (the newer tokens are in '{newer}'); Claude Code gets its access token without the refresh token meanwhile",
+                    slot.name
+                ));
+                credential.without_refresh_token()
+            }
+            _ => credential,
+        };
         self.rescue_live(agent)?;
         failpoint("use:before-live-write");
         let fingerprint = live.write(&credential)?;
@@ -763,6 +797,114 @@ impl Keeper {
             }
         };
         Ok(Migrated::Moved { from, removed })
+    }
+}
+
+/// What `Keeper::settle` found about a superseded slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settled {
+    /// Not superseded (any more): the two slots are different accounts, or the newer is gone.
+    Distinct,
+    /// The same account: the slot now holds the newer slot's tokens, and that slot is gone.
+    Merged { from: String },
+    /// Not known yet; the name of the slot holding the newer tokens.
+    Unconfirmed { newer: String },
+}
+
+impl Keeper {
+    /// Settles a slot whose live copy was superseded while its account could not be told.
+    /// The newer slot's account must be known (its first refresh online names it); the old
+    /// slot's is its recorded one or, failing that, the one its own access token answers for —
+    /// a token the provider refuses was retired by the refresh that made the newer tokens.
+    pub fn settle(&mut self, slot_id: &str) -> Result<Settled> {
+        let Some(slot) = self.catalog.get(slot_id).cloned() else {
+            return Ok(Settled::Distinct);
+        };
+        let Some(newer_id) = slot.superseded_by.clone() else {
+            return Ok(Settled::Distinct);
+        };
+        let Some(newer) = self.catalog.get(&newer_id).cloned() else {
+            self.catalog
+                .get_mut(slot_id)
+                .expect("present")
+                .superseded_by = None;
+            self.save()?;
+            return Ok(Settled::Distinct);
+        };
+        let Some(newer_uuid) = newer.account_uuid.clone() else {
+            return Ok(Settled::Unconfirmed { newer: newer.name });
+        };
+        let same = match slot.account_uuid.as_deref() {
+            Some(uuid) => Some(uuid == newer_uuid),
+            None => match account_of(&self.credential(&slot)?, self.now) {
+                Account::Known(uuid) => Some(uuid == newer_uuid),
+                Account::Refused => Some(true),
+                Account::Unknown => None,
+            },
+        };
+        match same {
+            None => Ok(Settled::Unconfirmed { newer: newer.name }),
+            Some(false) => {
+                self.catalog
+                    .get_mut(slot_id)
+                    .expect("present")
+                    .superseded_by = None;
+                self.save()?;
+                Ok(Settled::Distinct)
+            }
+            Some(true) => {
+                let credential = self.credential(&newer)?;
+                self.put(&slot, &credential)?;
+                let now = self.now;
+                let merged = self.catalog.get_mut(slot_id).expect("present");
+                merged.absorb(&credential, now);
+                merged.account_uuid = newer.account_uuid.clone();
+                merged.email = newer.email.clone().or(merged.email.take());
+                merged.refreshed_at = newer.refreshed_at;
+                for record in self.catalog.live.values_mut() {
+                    if record.slot == newer.id {
+                        record.slot = slot.id.clone();
+                    }
+                }
+                for active in self.catalog.active.values_mut() {
+                    if *active == newer.id {
+                        *active = slot.id.clone();
+                    }
+                }
+                self.catalog.remove(&newer.id);
+                self.save()?;
+                failpoint("settle:after-catalog");
+                self.stores
+                    .get(newer.backend)
+                    .delete(&SecretKey::slot(&newer.agent, &newer.id))?;
+                Ok(Settled::Merged { from: newer.name })
+            }
+        }
+    }
+}
+
+/// Whose account a credential's access token is, as far as the provider says.
+enum Account {
+    Known(String),
+    /// The provider refused the token (401/403): revoked, as a refresh revokes its predecessor.
+    Refused,
+    /// Expired, or no answer: nothing can be concluded.
+    Unknown,
+}
+
+fn account_of(credential: &Credential, now: Timestamp) -> Account {
+    if credential.expires_at().is_some_and(|at| at <= now) {
+        return Account::Unknown;
+    }
+    let token = credential.access_token();
+    let request = net::client().profile(&token);
+    let within = crate::deadline::answer_within().unwrap_or(std::time::Duration::from_secs(5));
+    match net::block_on(async { tokio::time::timeout(within, request).await }) {
+        Ok(Ok(profile)) => profile
+            .account_uuid
+            .map_or(Account::Unknown, Account::Known),
+        Ok(Err(crate::provider::ProviderError::Unauthorized(_))) => Account::Refused,
+        _ => Account::Unknown,
     }
 }
 

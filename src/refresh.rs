@@ -19,7 +19,7 @@ use crate::deadline;
 use crate::durable::failpoint;
 use crate::error::{Error, Result};
 use crate::journal::{Entry, Journal};
-use crate::keeper::Keeper;
+use crate::keeper::{Keeper, Settled};
 use crate::lock::{ClaudeLock, FileLock};
 use crate::net;
 use crate::paths::Paths;
@@ -187,10 +187,29 @@ pub fn ensure_fresh(
         let mut keeper = Keeper::open(paths.clone())?;
         keeper.sync_live(agent)?;
         keeper.flush_notices_to_stderr();
-        let slot = keeper
+        let mut slot = keeper
             .catalog()
             .resolve_or_active(agent.name(), selector)?
             .clone();
+        let mut superseded = None;
+        if slot.superseded_by.is_some() {
+            match keeper.settle(&slot.id)? {
+                Settled::Unconfirmed { newer } => superseded = Some(newer),
+                Settled::Merged { from } => {
+                    keeper.notices.push(format!(
+                        "slot '{from}' held the newer tokens of slot '{}' (same account, confirmed); merged them into '{}'",
+                        slot.name, slot.name
+                    ));
+                    keeper.flush_notices_to_stderr();
+                }
+                Settled::Distinct => {}
+            }
+            slot = keeper
+                .catalog()
+                .get(&slot.id)
+                .cloned()
+                .expect("settling keeps it");
+        }
         check_login(&slot)?;
         let credential = keeper.credential(&slot)?;
         if credential.kind() == Kind::LongLived {
@@ -220,6 +239,15 @@ pub fn ensure_fresh(
             ),
             Due::No(_)
         );
+        if let Some(newer) = superseded.filter(|_| force || is_due) {
+            return Err(Error::failure(format!(
+                "slot '{}' is not refreshed: Claude Code replaced its credential while the account could not be confirmed, and the newer tokens are in slot '{newer}'; refreshing with the old token could revoke them",
+                slot.name
+            ))
+            .with_hint(format!(
+                "once online, refresh the newer slot (tokenkeeper refresh {newer}); this slot is then merged with it or freed"
+            )));
+        }
         if !force && !is_due {
             return Ok(Fresh {
                 slot,

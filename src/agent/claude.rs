@@ -222,6 +222,17 @@ pub fn login_account() -> Option<LoginAccount> {
     (found.uuid.is_some() || found.email.is_some()).then_some(found)
 }
 
+impl LoginAccount {
+    /// `uuid|email`, the form a live record keeps.
+    pub fn key(&self) -> String {
+        format!(
+            "{}|{}",
+            self.uuid.as_deref().unwrap_or_default(),
+            self.email.as_deref().unwrap_or_default()
+        )
+    }
+}
+
 /// SHA-256 of the bytes, hex: tells a changed live file from the one tokenkeeper wrote.
 pub fn fingerprint(bytes: &[u8]) -> String {
     Sha256::digest(bytes)

@@ -59,6 +59,15 @@ pub fn run(_args: Args, paths: &Paths, format: Format) -> Result<u8> {
             Some(json!({"slot": slot.name, "why": stranded.why, "kept": stranded.kept}))
         })
         .collect();
+    // Slots waiting for their account to be confirmed (see `Keeper::settle`).
+    let superseded: Vec<Value> = catalog
+        .slots
+        .iter()
+        .filter_map(|slot| {
+            let newer = catalog.get(slot.superseded_by.as_ref()?)?;
+            Some(json!({"slot": slot.name, "newer": newer.name}))
+        })
+        .collect();
     let healthy = checks.iter().all(|check| check.error.is_none()) && stranded.is_empty();
 
     if format == Format::Json {
@@ -81,6 +90,7 @@ pub fn run(_args: Args, paths: &Paths, format: Format) -> Result<u8> {
             "data_dir": paths.data_dir,
             "backends": backends,
             "stranded": stranded,
+            "superseded": superseded,
             "memory_protected": crate::harden::is_protected(),
             "unusable_journal_entries": unusable,
         }))?;
@@ -116,6 +126,14 @@ pub fn run(_args: Args, paths: &Paths, format: Format) -> Result<u8> {
                 slot["why"].as_str().unwrap_or_default(),
                 slot["kept"].as_str().unwrap_or_default(),
                 slot["slot"].as_str().unwrap_or_default(),
+            ))?;
+        }
+        for slot in &superseded {
+            output::line(&format!(
+                "slot '{}' is superseded: Claude Code replaced its credential while offline, the newer tokens are in '{}'; it is not refreshed until the account is confirmed\n  hint: tokenkeeper refresh {}",
+                slot["slot"].as_str().unwrap_or_default(),
+                slot["newer"].as_str().unwrap_or_default(),
+                slot["newer"].as_str().unwrap_or_default(),
             ))?;
         }
         for path in &unusable {

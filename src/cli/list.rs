@@ -109,6 +109,7 @@ pub fn run(args: Args, paths: &Paths, format: Format) -> Result<u8> {
     for (index, slot, active) in &rows {
         let expires = match slot.expires_at {
             _ if slot.needs_login.is_some() => "needs login".to_string(),
+            _ if slot.superseded_by.is_some() => "superseded (not refreshed)".to_string(),
             Some(at) if slot.handed_over.is_some() => {
                 format!("{} (handed over)", timefmt::local(at))
             }

@@ -56,6 +56,7 @@ pub fn slot_json(slot: &Slot, active: bool, now: Timestamp) -> Value {
         "needs_login": slot.needs_login,
         "stranded": slot.stranded,
         "handed_over": slot.handed_over,
+        "superseded": slot.superseded_by.is_some(),
         "expires_at": slot.expires_at,
         "expires_in_seconds": slot.expires_at.map(|at| at.as_second() - now.as_second()),
         "expired": slot.expires_at.is_some_and(|at| at <= now),

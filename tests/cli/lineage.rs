@@ -631,3 +631,120 @@ fn issue13_a_live_credential_of_an_unexpected_shape_is_kept_before_use_or_remove
     assert_eq!(rescued, 2);
     assert!(env.read_live().is_none());
 }
+
+/// An install whose provider is unreachable until `online` points it at `provider`.
+fn offline_install() -> Env {
+    Env::new()
+}
+
+fn online(env: &mut Env, provider: &FakeProvider) {
+    env.set_all(provider.env());
+}
+
+#[test]
+fn issue13_a_slot_superseded_offline_is_never_refreshed_with_its_spent_token_then_merged() {
+    let provider = FakeProvider::start();
+    let mut env = offline_install();
+    // Added offline: no account known.
+    let login = provider.issue("offline@example.com");
+    env.add_login("a", &login);
+    env.add_login("b", &provider.issue("other@example.com"));
+    env.cmd(&["use", "a"]).ok();
+    // Claude Code refreshes the live credential (spending `a`'s refresh token)…
+    let newer = provider.refresh_as_claude(&login.refresh).unwrap();
+    env.write_live(&FakeProvider::blob(&newer));
+    // …and tokenkeeper, still offline, cannot tell a refresh from a new login.
+    env.cmd(&["use", "b"])
+        .ok()
+        .stderr_has("saved it as slot 'a-recovered'")
+        .stderr_has("'a' is not refreshed until the account is confirmed");
+    let listed = env
+        .cmd(&["list", "--format", "json", "--no-usage"])
+        .ok()
+        .json();
+    assert_eq!(listed[0]["name"], "a");
+    assert_eq!(listed[0]["superseded"], true);
+    env.cmd(&["list", "--no-usage"])
+        .ok()
+        .stdout_has("superseded");
+    let doctor = env.cmd(&["doctor", "--format", "json"]).ok().json();
+    assert_eq!(doctor["superseded"][0]["newer"], "a-recovered");
+
+    // Switching back to `a` meanwhile hands Claude Code its access token alone: nothing in
+    // the live file can replay the spent refresh token.
+    env.cmd(&["use", "a"])
+        .ok()
+        .stderr_has("without the refresh token meanwhile");
+    assert!(!env.read_live().unwrap().contains("refreshToken"));
+    env.cmd(&["get", "a"]).ok();
+    env.cmd(&["use", "b"]).ok();
+
+    // Online now: `a` is still not refreshed with its spent token while unconfirmed.
+    online(&mut env, &provider);
+    env.cmd(&["refresh", "a", "--force"])
+        .fails(1)
+        .stderr_has("the newer tokens are in slot 'a-recovered'")
+        .stderr_has("hint: once online, refresh the newer slot");
+    assert_eq!(
+        provider.refresh_calls(),
+        1,
+        "only Claude Code's refresh so far"
+    );
+    assert!(!provider.family_revoked(&newer.refresh));
+
+    // The newer slot's refresh names the account; `a`'s own token is refused (the refresh
+    // retired it): the same account, so they merge under the old name.
+    env.cmd(&["refresh", "a-recovered", "--force"]).ok();
+    env.cmd(&["refresh", "a", "--force"])
+        .ok()
+        .stderr_has("merged them into 'a'")
+        .stdout_has("refreshed 'a'");
+    let names: Vec<String> = env
+        .cmd(&["list", "--format", "json", "--no-usage"])
+        .ok()
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, vec!["a", "b"]);
+    let current = env.refresh_token_of("a");
+    assert!(provider.is_current(&current), "the lineage lives on in 'a'");
+}
+
+#[test]
+fn issue13_offline_an_unchanged_login_record_means_claude_code_refreshed_the_active_slot() {
+    let provider = FakeProvider::start();
+    let env = offline_install();
+    let login = provider.issue("record@example.com");
+    env.add_login("a", &login);
+    env.add_login("b", &provider.issue("other@example.com"));
+    env.write_login_record("uuid-record", "record@example.com");
+    env.cmd(&["use", "a"]).ok();
+    let newer = provider.refresh_as_claude(&login.refresh).unwrap();
+    env.write_live(&FakeProvider::blob(&newer));
+    // Claude Code's login record still names the same account: a refresh of `a`.
+    env.cmd(&["use", "b"]).ok();
+    assert_eq!(env.refresh_token_of("a"), newer.refresh);
+    let listed = env
+        .cmd(&["list", "--format", "json", "--no-usage"])
+        .ok()
+        .json();
+    assert_eq!(listed.as_array().unwrap().len(), 2, "no recovered slot");
+    assert_eq!(listed[0]["superseded"], false);
+
+    // A changed login record (a /login to another account) is not taken as a refresh.
+    env.cmd(&["use", "a"]).ok();
+    let other = provider.issue("third@example.com");
+    env.write_live(&FakeProvider::blob(&other));
+    env.write_login_record("uuid-third", "third@example.com");
+    env.cmd(&["use", "b"])
+        .ok()
+        .stderr_has("saved it as slot 'a-recovered'");
+    assert_eq!(
+        env.refresh_token_of("a"),
+        newer.refresh,
+        "'a' was not overwritten"
+    );
+}

@@ -65,8 +65,17 @@ fn no_command_but_get_and_export_prints_a_token_even_at_trace_level() {
         }
         run.run().hides(PLANTED);
     }
-    // Claude Code refreshes behind tokenkeeper's back: the recovery path logs, and stays quiet.
+    // Claude Code refreshes behind tokenkeeper's back (its login record unchanged): the
+    // recovery path logs, and stays quiet about tokens.
     env.write_live(&fresh_blob("rotated"));
+    env.cmd(&["list", "-vv"])
+        .env("RUST_LOG", "trace")
+        .ok()
+        .hides(PLANTED)
+        .stderr_has("login record is unchanged");
+    // A login to another account: kept as a new slot, as quietly.
+    env.write_login_record("uuid-other", "other@example.com");
+    env.write_live(&fresh_blob("relogin"));
     env.cmd(&["list", "-vv"])
         .env("RUST_LOG", "trace")
         .ok()
