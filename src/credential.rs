@@ -541,6 +541,14 @@ mod tests {
     }
 
     #[test]
+    fn numbers_in_unknown_fields_keep_their_spelling() {
+        // Spelled as written (1.50, 1e+21 as JSON.stringify writes it, past 64 bits), not re-rounded.
+        let blob = r#"{"claudeAiOauth":{"accessToken":"a","refreshToken":"r","expiresAt":1784443682444,"ratio":1.50,"big":1e+21,"tiny":-7.150444777963084e-242},"mcpOAuth":{"n":12345678901234567890123}}"#;
+        let c = Credential::parse(blob.as_bytes(), "t").unwrap();
+        assert_eq!(c.to_secret_json().expose_secret(), blob);
+    }
+
+    #[test]
     fn set_expiry_keeps_key_order() {
         let mut c = Credential::parse(
             br#"{"accessToken":"sk-ant-oat01-XXXXXXXXXXXXXXXX","note":"n"}"#,

@@ -27,3 +27,6 @@ pub mod secret;
 pub mod store;
 pub mod timefmt;
 pub mod usage;
+
+#[cfg(test)]
+mod properties;
