@@ -237,9 +237,9 @@ fn issue13_a_stored_date_in_year_9999_does_not_panic() {
     env.add_login("work", &provider.issue("future@example.com"));
     let path = env.data_dir().join("slots.json");
     let mut catalog = env.catalog();
-    catalog["slots"][0]["updated_at"] = json!("9999-06-01T00:00:00Z");
-    catalog["slots"][0]["created_at"] = json!("9999-06-01T00:00:00Z");
-    catalog["slots"][0]["expires_at"] = json!("9999-06-01T00:00:00Z");
+    catalog["slots"][0]["updated_at"] = json!("9999-12-30T00:00:00Z");
+    catalog["slots"][0]["created_at"] = json!("9999-12-30T00:00:00Z");
+    catalog["slots"][0]["expires_at"] = json!("9999-12-30T00:00:00Z");
     fs::write(&path, catalog.to_string()).unwrap();
     env.cmd(&["get", "work"]).ok();
     env.cmd(&["list", "--no-usage"]).ok();
