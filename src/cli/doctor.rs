@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 use super::output::{self, Format};
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, Stranded};
 use crate::error::Result;
 use crate::journal::Journal;
 use crate::paths::Paths;
@@ -51,21 +51,18 @@ pub fn run(_args: Args, paths: &Paths, format: Format) -> Result<u8> {
     // Refresh answers that could not be applied: each was set aside, its slot marked.
     let journal = Journal::new(paths);
     let unusable = journal.unusable();
-    let stranded: Vec<Value> = catalog
+    let stranded: Vec<(&str, &Stranded)> = catalog
         .slots
         .iter()
-        .filter_map(|slot| {
-            let stranded = slot.stranded.as_ref()?;
-            Some(json!({"slot": slot.name, "why": stranded.why, "kept": stranded.kept}))
-        })
+        .filter_map(|slot| Some((slot.name.as_str(), slot.stranded.as_ref()?)))
         .collect();
     // Slots waiting for their account to be confirmed (see `Keeper::settle`).
-    let superseded: Vec<Value> = catalog
+    let superseded: Vec<(&str, &str)> = catalog
         .slots
         .iter()
         .filter_map(|slot| {
             let newer = catalog.get(slot.superseded_by.as_ref()?)?;
-            Some(json!({"slot": slot.name, "newer": newer.name}))
+            Some((slot.name.as_str(), newer.name.as_str()))
         })
         .collect();
     let healthy = checks.iter().all(|check| check.error.is_none()) && stranded.is_empty();
@@ -89,8 +86,14 @@ pub fn run(_args: Args, paths: &Paths, format: Format) -> Result<u8> {
             "config_file": paths.config_file(),
             "data_dir": paths.data_dir,
             "backends": backends,
-            "stranded": stranded,
-            "superseded": superseded,
+            "stranded": stranded
+                .iter()
+                .map(|(slot, s)| json!({"slot": slot, "why": s.why, "kept": s.kept}))
+                .collect::<Vec<_>>(),
+            "superseded": superseded
+                .iter()
+                .map(|(slot, newer)| json!({"slot": slot, "newer": newer}))
+                .collect::<Vec<_>>(),
             "memory_protected": crate::harden::is_protected(),
             "unusable_journal_entries": unusable,
         }))?;
@@ -119,21 +122,15 @@ pub fn run(_args: Args, paths: &Paths, format: Format) -> Result<u8> {
                 if check.slots == 1 { "" } else { "s" }
             ))?;
         }
-        for slot in &stranded {
+        for (slot, stranded) in &stranded {
             output::line(&format!(
-                "slot '{}' is stranded: {}; the answer is kept in {}\n  hint: log in again with `claude` (/login), then run: tokenkeeper add {}",
-                slot["slot"].as_str().unwrap_or_default(),
-                slot["why"].as_str().unwrap_or_default(),
-                slot["kept"].as_str().unwrap_or_default(),
-                slot["slot"].as_str().unwrap_or_default(),
+                "slot '{slot}' is stranded: {}; the answer is kept in {}\n  hint: log in again with `claude` (/login), then run: tokenkeeper add {slot}",
+                stranded.why, stranded.kept
             ))?;
         }
-        for slot in &superseded {
+        for (slot, newer) in &superseded {
             output::line(&format!(
-                "slot '{}' is superseded: Claude Code replaced its credential while offline, the newer tokens are in '{}'; it is not refreshed until the account is confirmed\n  hint: tokenkeeper refresh {}",
-                slot["slot"].as_str().unwrap_or_default(),
-                slot["newer"].as_str().unwrap_or_default(),
-                slot["newer"].as_str().unwrap_or_default(),
+                "slot '{slot}' is superseded: Claude Code replaced its credential while offline, the newer tokens are in '{newer}'; it is not refreshed until the account is confirmed\n  hint: tokenkeeper refresh {newer}"
             ))?;
         }
         for path in &unusable {

@@ -87,12 +87,8 @@ fn kill_after(env: &Env, args: &[&str], stdin: Option<&str>, delay: Duration) {
 #[test]
 fn use_killed_at_random_never_loses_the_newest_tokens() {
     let env = Env::new();
-    env.cmd(&["add", "a", "--from", "stdin"])
-        .stdin(fresh_blob("a"))
-        .ok();
-    env.cmd(&["add", "b", "--from", "stdin"])
-        .stdin(fresh_blob("b"))
-        .ok();
+    env.add_fresh("a");
+    env.add_fresh("b");
     env.cmd(&["use", "a"]).ok();
     let span = typical_duration(|| {
         env.cmd(&["use", "b"]).ok();
@@ -139,9 +135,7 @@ fn use_killed_at_random_never_loses_the_newest_tokens() {
 #[test]
 fn add_killed_at_random_leaves_all_or_nothing() {
     let env = Env::new();
-    env.cmd(&["add", "base", "--from", "stdin"])
-        .stdin(fresh_blob("base"))
-        .ok();
+    env.add_fresh("base");
     let mut n = 0;
     let span = typical_duration(|| {
         n += 1;
@@ -189,12 +183,8 @@ fn every_failpoint_of_use_is_recoverable() {
         "use:after-live-write",
     ] {
         let env = Env::new();
-        env.cmd(&["add", "a", "--from", "stdin"])
-            .stdin(fresh_blob("a"))
-            .ok();
-        env.cmd(&["add", "b", "--from", "stdin"])
-            .stdin(fresh_blob("b"))
-            .ok();
+        env.add_fresh("a");
+        env.add_fresh("b");
         env.cmd(&["use", "a"]).ok();
         let newest = fresh_blob("newest");
         env.write_live(&newest);

@@ -30,9 +30,7 @@ fn export_to_a_file_is_0600_and_activates_nothing() {
 #[test]
 fn export_into_a_missing_directory_fails_cleanly() {
     let env = Env::new();
-    env.cmd(&["add", "e", "--from", "stdin"])
-        .stdin(fresh_blob("e"))
-        .ok();
+    env.add_fresh("e");
     let path = env.root.join("nope/out.json");
     env.cmd(&["export", "e", "--path", path.to_str().unwrap()])
         .fails(1)
@@ -43,12 +41,8 @@ fn export_into_a_missing_directory_fails_cleanly() {
 #[test]
 fn remove_an_inactive_slot_deletes_its_secret() {
     let env = Env::new();
-    env.cmd(&["add", "a", "--from", "stdin"])
-        .stdin(fresh_blob("a"))
-        .ok();
-    env.cmd(&["add", "b", "--from", "stdin"])
-        .stdin(fresh_blob("b"))
-        .ok();
+    env.add_fresh("a");
+    env.add_fresh("b");
     env.cmd(&["remove", "#1"])
         .ok()
         .stdout_is("removed claude slot 'a'\n");

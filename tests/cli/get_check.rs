@@ -5,9 +5,7 @@ fn get_prints_only_the_token_of_the_active_or_named_slot() {
     let env = Env::new();
     env.write_live(&fresh_blob("live"));
     env.cmd(&["add", "live"]).ok();
-    env.cmd(&["add", "other", "--from", "stdin"])
-        .stdin(fresh_blob("other"))
-        .ok();
+    env.add_fresh("other");
     env.cmd(&["get"])
         .ok()
         .stdout_is(&format!("{}\n", access("live")));
@@ -21,9 +19,7 @@ fn get_prints_only_the_token_of_the_active_or_named_slot() {
 #[test]
 fn get_without_an_active_slot_says_what_to_do() {
     let env = Env::new();
-    env.cmd(&["add", "a", "--from", "stdin"])
-        .stdin(fresh_blob("a"))
-        .ok();
+    env.add_fresh("a");
     env.cmd(&["get"])
         .fails(1)
         .stderr_has("no active claude slot")

@@ -572,12 +572,8 @@ fn issue13_the_daemon_unit_carries_the_backend_and_nothing_can_inject_lines_into
 #[test]
 fn issue13_a_live_credential_of_an_unexpected_shape_is_kept_before_use_or_remove_replaces_it() {
     let env = Env::new();
-    env.cmd(&["add", "a", "--from", "stdin"])
-        .stdin(fresh_blob("a"))
-        .ok();
-    env.cmd(&["add", "b", "--from", "stdin"])
-        .stdin(fresh_blob("b"))
-        .ok();
+    env.add_fresh("a");
+    env.add_fresh("b");
     env.cmd(&["use", "a"]).ok();
     // Claude Code rewrote its file in a shape tokenkeeper once refused (scopes as one string,
     // the expiry as a string): the same lineage, refreshed.

@@ -86,9 +86,7 @@ fn no_command_but_get_and_export_prints_a_token_even_at_trace_level() {
 #[test]
 fn errors_about_stored_secrets_name_the_place_not_the_value() {
     let env = Env::new();
-    env.cmd(&["add", "x", "--from", "stdin"])
-        .stdin(fresh_blob("x"))
-        .ok();
+    env.add_fresh("x");
     // Corrupt the stored secret so parsing fails on the way out.
     let store = env.data_dir().join("store/tokenkeeper");
     let file = std::fs::read_dir(&store)

@@ -46,9 +46,7 @@ fn use_honours_claude_config_dir() {
     let mut env = Env::new();
     let dir = env.root.join("custom-claude");
     env.set("CLAUDE_CONFIG_DIR", dir.to_str().unwrap());
-    env.cmd(&["add", "x", "--from", "stdin"])
-        .stdin(fresh_blob("x"))
-        .ok();
+    env.add_fresh("x");
     env.cmd(&["use", "x"]).ok();
     assert_eq!(
         std::fs::read_to_string(dir.join(".credentials.json")).unwrap(),
@@ -64,12 +62,8 @@ fn fresh_blob_shape(env: &Env) -> String {
 #[test]
 fn use_saves_a_credential_claude_code_updated_back_into_its_slot() {
     let env = Env::new();
-    env.cmd(&["add", "a", "--from", "stdin"])
-        .stdin(fresh_blob("a"))
-        .ok();
-    env.cmd(&["add", "b", "--from", "stdin"])
-        .stdin(fresh_blob("b"))
-        .ok();
+    env.add_fresh("a");
+    env.add_fresh("b");
     env.cmd(&["use", "a"]).ok();
     // Claude Code rewrites its file for the same lineage (e.g. adds an MCP login).
     let updated = fresh_blob("a").replace(r#""mcpOAuth":{}"#, r#""mcpOAuth":{"srv":{"t":1}}"#);
@@ -90,12 +84,8 @@ fn use_saves_a_credential_claude_code_updated_back_into_its_slot() {
 #[test]
 fn use_keeps_both_when_the_live_account_cannot_be_told() {
     let env = Env::new();
-    env.cmd(&["add", "a", "--from", "stdin"])
-        .stdin(fresh_blob("a"))
-        .ok();
-    env.cmd(&["add", "b", "--from", "stdin"])
-        .stdin(fresh_blob("b"))
-        .ok();
+    env.add_fresh("a");
+    env.add_fresh("b");
     env.cmd(&["use", "a"]).ok();
     // Claude Code refreshed (or the user logged in again): a new lineage nobody has.
     env.write_live(&fresh_blob("a-rotated"));
@@ -122,9 +112,7 @@ fn fresh_blob_of(env: &Env, slot: &str) -> String {
 #[test]
 fn an_unmanaged_login_is_not_taken_over_by_list() {
     let env = Env::new();
-    env.cmd(&["add", "a", "--from", "stdin"])
-        .stdin(fresh_blob("a"))
-        .ok();
+    env.add_fresh("a");
     let someone = fresh_blob("someone");
     env.write_live(&someone);
     assert_eq!(
@@ -156,9 +144,7 @@ fn use_of_a_long_lived_token_explains_the_environment_variable() {
 #[test]
 fn use_of_an_unknown_slot_changes_nothing() {
     let env = Env::new();
-    env.cmd(&["add", "a", "--from", "stdin"])
-        .stdin(fresh_blob("a"))
-        .ok();
+    env.add_fresh("a");
     let before = env.snapshot();
     env.cmd(&["use", "nope"])
         .fails(1)

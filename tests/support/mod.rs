@@ -80,6 +80,13 @@ impl Env {
             .ok();
     }
 
+    /// Adds slot `name` holding `fresh_blob(name)`: tokens marked with the name, 8 hours left.
+    pub fn add_fresh(&self, name: &str) {
+        self.cmd(&["add", name, "--from", "stdin"])
+            .stdin(fresh_blob(name))
+            .ok();
+    }
+
     /// Adds slot `name` holding only an access token, `access(name)`, that expired 3 hours ago:
     /// nothing can refresh it.
     pub fn add_expired_without_refresh(&self, name: &str) {
