@@ -86,6 +86,11 @@ pub struct Slot {
     /// Set when the answer to the slot's last refresh could not be applied; it was set aside.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stranded: Option<Stranded>,
+    /// Claude Code's `oauthAccount` for this slot's account, as its login record held it when
+    /// the slot was added (or built from the profile): `use` puts it back, so Claude Code
+    /// names the account it now uses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login_record: Option<serde_json::Value>,
     /// When the slot's current access token came from a refresh (by tokenkeeper, or by Claude
     /// Code and saved here): a 401 for a token that new is not the token's fault.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -134,6 +139,7 @@ impl Slot {
             needs_login: None,
             stranded: None,
             handed_over: None,
+            login_record: None,
             superseded_by: None,
             refreshed_at: None,
             usage: None,
@@ -162,6 +168,27 @@ impl Slot {
         self.expires_at = credential.expires_at();
         self.refresh_expires_at = credential.refresh_expires_at();
         self.updated_at = now;
+    }
+
+    /// The `oauthAccount` object Claude Code should see while this slot is in use: the one
+    /// kept from its login record, else one built from what is known of the account.
+    pub fn login_account_object(&self) -> Option<serde_json::Value> {
+        if let Some(record) = &self.login_record {
+            return Some(record.clone());
+        }
+        let uuid = self.account_uuid.as_ref()?;
+        let mut object = serde_json::Map::new();
+        object.insert("accountUuid".into(), uuid.clone().into());
+        for (key, value) in [
+            ("emailAddress", &self.email),
+            ("organizationUuid", &self.organization_uuid),
+            ("organizationName", &self.organization_name),
+        ] {
+            if let Some(value) = value {
+                object.insert(key.into(), value.clone().into());
+            }
+        }
+        Some(serde_json::Value::Object(object))
     }
 
     /// Records what the provider's profile says about the slot's account.

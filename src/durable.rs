@@ -39,6 +39,44 @@ fn write_atomic_io(path: &Path, bytes: &[u8], tag: &str) -> io::Result<()> {
     sync_dir(dir)
 }
 
+/// Replaces `path` with `bytes` only if it still holds `expected` right before the rename:
+/// for a file another program rewrites, so that a write of theirs made while this one was
+/// prepared is not lost. `Ok(false)`: it changed; read it again and redo.
+pub fn replace_if_unchanged(path: &Path, bytes: &[u8], expected: &[u8]) -> Result<bool> {
+    let io = || -> io::Result<bool> {
+        let dir = parent_dir(path);
+        let mut temp = tempfile::Builder::new()
+            .prefix(TEMP_PREFIX)
+            .suffix(".tmp")
+            .tempfile_in(dir)?;
+        set_private(temp.as_file())?;
+        temp.write_all(bytes)?;
+        temp.as_file().sync_all()?;
+        pausepoint("replace:before-check");
+        if fs::read(path)? != expected {
+            return Ok(false);
+        }
+        temp.persist(path).map_err(|err| err.error)?;
+        sync_dir(dir)?;
+        Ok(true)
+    };
+    io().map_err(|err| Error::io("cannot write", path, err))
+}
+
+/// Test builds only: sleeps when `TOKENKEEPER_PAUSEPOINT` is `NAME=MILLISECONDS` for this
+/// point, so a test can act (as another program would) between two steps.
+pub fn pausepoint(name: &str) {
+    #[cfg(debug_assertions)]
+    if let Some(ms) = std::env::var("TOKENKEEPER_PAUSEPOINT")
+        .ok()
+        .and_then(|v| v.strip_prefix(&format!("{name}="))?.parse::<u64>().ok())
+    {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = name;
+}
+
 /// Removes `path` durably. Returns whether it existed.
 pub fn remove(path: &Path) -> Result<bool> {
     match fs::remove_file(path) {

@@ -650,6 +650,16 @@ impl Keeper {
             slot.absorb_profile(profile);
         }
         if let Some(fingerprint) = live {
+            // Claude Code's own word on the account, kept for `use` to put back — when it
+            // names this slot's account (it may be stale after a swap underneath it).
+            let slot = self.catalog.get_mut(&id).expect("present");
+            if let Some(record) = claude::login_record_account().filter(|record| {
+                slot.account_uuid.is_none()
+                    || record.get("accountUuid").and_then(|v| v.as_str())
+                        == slot.account_uuid.as_deref()
+            }) {
+                slot.login_record = Some(record);
+            }
             self.record_live(agent.name(), &id, fingerprint);
         }
         self.save()?;
@@ -693,6 +703,16 @@ impl Keeper {
         let fingerprint = live.write(&credential)?;
         failpoint("use:after-live-write");
         info!(slot = %slot.name, live = %live.describe(), "wrote the live credential");
+        // Claude Code names the account from its login record, not from the credential.
+        if let Some(account) = slot.login_account_object() {
+            match claude::set_login_account(&account) {
+                Ok(_) => {}
+                Err(err) => self.notices.push(format!(
+                    "Claude Code may still name the previous account: {}",
+                    err.message()
+                )),
+            }
+        }
         self.record_live(agent.name(), &slot.id, fingerprint);
         self.save()?;
         Ok((Switched::Switched, slot))

@@ -13,6 +13,7 @@ pub mod error;
 pub mod harden;
 pub mod input;
 pub mod journal;
+pub mod json_text;
 pub mod keeper;
 pub mod lock;
 pub mod logging;

@@ -230,6 +230,30 @@ proptest! {
     }
 
     #[test]
+    fn editing_one_member_changes_that_member_only(
+        members in prop::collection::vec((key(), json()), 0..6),
+        key in key(),
+        value in json(),
+        pretty in any::<bool>(),
+    ) {
+        let doc = Value::Object(members.into_iter().collect());
+        let text = if pretty {
+            serde_json::to_string_pretty(&doc).unwrap()
+        } else {
+            doc.to_string()
+        };
+        let edited = crate::json_text::set_top_level(&text, &key, &value).unwrap();
+        let mut want = doc.as_object().unwrap().clone();
+        want.insert(key.clone(), value);
+        let got: Map<String, Value> = serde_json::from_str(&edited).unwrap();
+        prop_assert_eq!(got, want);
+        // Every other member's text is where and as it was.
+        let removed = crate::json_text::set_top_level(&edited, &key, &Value::Null).unwrap();
+        let again = crate::json_text::set_top_level(&text, &key, &Value::Null).unwrap();
+        prop_assert_eq!(removed, again);
+    }
+
+    #[test]
     fn usage_answers_never_panic(value in json(), at in timestamp()) {
         let snapshot = Snapshot::parse(&value, at);
         let _ = serde_json::to_string(&snapshot);

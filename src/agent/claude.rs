@@ -37,6 +37,8 @@ pub const ENV_OVERRIDING_CREDENTIALS: [&str; 3] = [
 ];
 const CREDENTIALS_FILE: &str = ".credentials.json";
 const LOGIN_RECORD_FILE: &str = ".claude.json";
+/// The member of the login record that names the account.
+const LOGIN_ACCOUNT_KEY: &str = "oauthAccount";
 const MAX_LIVE_BYTES: u64 = 1 << 20;
 
 /// Claude Code's config directory, resolved as Claude Code resolves it.
@@ -193,6 +195,56 @@ fn read_file(path: &Path) -> Result<Option<Secret>> {
     Ok(Some(Secret::new(text)))
 }
 
+/// Claude Code's login record, `.claude.json`: in `$CLAUDE_CONFIG_DIR`, else the home directory.
+pub fn login_record_path() -> Result<PathBuf> {
+    Ok(match env_path(ENV_CONFIG_DIR) {
+        Some(dir) => dir.join(LOGIN_RECORD_FILE),
+        None => home_dir()?.join(LOGIN_RECORD_FILE),
+    })
+}
+
+/// The login record's `oauthAccount` object as Claude Code wrote it.
+pub fn login_record_account() -> Option<Value> {
+    let value: Value = serde_json::from_slice(&fs::read(login_record_path().ok()?).ok()?).ok()?;
+    value
+        .get(LOGIN_ACCOUNT_KEY)
+        .filter(|v| v.is_object())
+        .cloned()
+}
+
+/// Makes the login record name `account`, as Claude Code would after logging in to it: the
+/// `oauthAccount` member is replaced and every other byte of the file kept. Claude Code
+/// rewrites this file often; a write of its made meanwhile is read and the change redone on
+/// top of it. A missing file is not created (`Ok(false)`), nor is one that is not a JSON
+/// object touched.
+pub fn set_login_account(account: &Value) -> Result<bool> {
+    let path = login_record_path()?;
+    for _ in 0..8 {
+        let before = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(err) => return Err(Error::io("cannot read", &path, err)),
+        };
+        let Some(after) = std::str::from_utf8(&before)
+            .ok()
+            .and_then(|text| crate::json_text::set_top_level(text, LOGIN_ACCOUNT_KEY, account))
+        else {
+            return Ok(false);
+        };
+        if after.as_bytes() == before.as_slice()
+            || durable::replace_if_unchanged(&path, after.as_bytes(), &before)?
+        {
+            return Ok(true);
+        }
+        tracing::debug!(path = %path.display(), "Claude Code wrote its login record meanwhile; redoing");
+    }
+    Err(Error::failure(format!(
+        "{} keeps changing; could not update the account it names",
+        path.display()
+    ))
+    .with_hint("try again when Claude Code is idle"))
+}
+
 /// The account Claude Code last logged in with, from its login record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoginAccount {
@@ -202,12 +254,8 @@ pub struct LoginAccount {
 
 /// Reads `oauthAccount` from `.claude.json`; `None` when absent or unreadable (it is a hint only).
 pub fn login_account() -> Option<LoginAccount> {
-    let path = match env_path(ENV_CONFIG_DIR) {
-        Some(dir) => dir.join(LOGIN_RECORD_FILE),
-        None => home_dir().ok()?.join(LOGIN_RECORD_FILE),
-    };
-    let value: Value = serde_json::from_slice(&fs::read(path).ok()?).ok()?;
-    let account = value.get("oauthAccount")?;
+    let account = login_record_account()?;
+    let account = &account;
     let text = |key: &str| {
         account
             .get(key)

@@ -6,6 +6,7 @@ mod support;
 mod add;
 mod backends;
 mod bad_input;
+mod claude_view;
 mod crash;
 mod daemon;
 mod exec;
