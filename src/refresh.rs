@@ -298,7 +298,7 @@ pub fn ensure_fresh(
     };
     let _claude_lock = if owns_live {
         let wait = if valid { remaining() } else { CLAUDE_LOCK_WAIT };
-        match ClaudeLock::acquire(&claude::config_dir()?, &paths.locks_dir(), wait) {
+        match ClaudeLock::acquire(&claude::secure_storage_dir()?, &paths.locks_dir(), wait) {
             Ok(lock) => Some(lock),
             Err(err) if valid => return defer(err.message()),
             Err(err) => return Err(err),

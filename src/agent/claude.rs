@@ -41,6 +41,55 @@ const LOGIN_RECORD_FILE: &str = ".claude.json";
 const LOGIN_ACCOUNT_KEY: &str = "oauthAccount";
 const MAX_LIVE_BYTES: u64 = 1 << 20;
 
+/// Claude Code (2.1.220 and later) keeps its credential store here instead of the config dir.
+pub const ENV_SECURE_STORAGE_DIR: &str = "CLAUDE_SECURESTORAGE_CONFIG_DIR";
+
+/// The directory of Claude Code's credential store, as Claude Code resolves it:
+/// `CLAUDE_SECURESTORAGE_CONFIG_DIR` when set (an empty value means `~/.claude`), else the
+/// config directory. Its `.credentials.json` and its refresh lock live here.
+pub fn secure_storage_dir() -> Result<PathBuf> {
+    match std::env::var_os(ENV_SECURE_STORAGE_DIR) {
+        Some(dir) if dir.is_empty() => Ok(home_dir()?.join(".claude")),
+        Some(dir) => Ok(PathBuf::from(dir)),
+        None => config_dir(),
+    }
+}
+
+/// The Keychain service of Claude Code's credential: `Claude Code-credentials`, and when
+/// either directory variable is set, `-` and the first 8 hex digits of the SHA-256 of the
+/// credential store's directory (NFC), so installs with other directories keep other items.
+pub fn keychain_service() -> Result<String> {
+    let custom = std::env::var_os(ENV_SECURE_STORAGE_DIR).is_some()
+        || std::env::var_os(ENV_CONFIG_DIR).is_some();
+    if !custom {
+        return Ok(KEYCHAIN_SERVICE.to_string());
+    }
+    let dir = secure_storage_dir()?;
+    Ok(service_for_dir(&dir.to_string_lossy()))
+}
+
+fn service_for_dir(dir: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    let normalized: String = dir.nfc().collect();
+    format!(
+        "{KEYCHAIN_SERVICE}-{}",
+        &fingerprint(normalized.as_bytes())[..8]
+    )
+}
+
+/// The Keychain account Claude Code uses: the user's short name, or a fixed one when the
+/// name has characters it does not take.
+fn keychain_account(user: &str) -> String {
+    let plain = user
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if plain {
+        user.to_string()
+    } else {
+        "claude-code-user".to_string()
+    }
+}
+
 /// Claude Code's config directory, resolved as Claude Code resolves it.
 pub fn config_dir() -> Result<PathBuf> {
     match env_path(ENV_CONFIG_DIR) {
@@ -96,7 +145,7 @@ impl Live {
         };
         if !keychain {
             return Ok(Self::File {
-                path: config_dir()?.join(CREDENTIALS_FILE),
+                path: secure_storage_dir()?.join(CREDENTIALS_FILE),
             });
         }
         let user = std::env::var("USER")
@@ -109,8 +158,8 @@ impl Live {
         Ok(Self::Keychain {
             store: KeychainStore::from_env(),
             key: SecretKey {
-                service: KEYCHAIN_SERVICE.to_string(),
-                account: user,
+                service: keychain_service()?,
+                account: keychain_account(&user),
             },
         })
     }
@@ -287,4 +336,33 @@ pub fn fingerprint(bytes: &[u8]) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keychain_services_of_other_directories_carry_a_hash_of_the_nfc_path() {
+        assert_eq!(
+            service_for_dir("/Users/jane/.claude-work"),
+            "Claude Code-credentials-18820ae0"
+        );
+        // Composed and decomposed spellings of one path are one item.
+        assert_eq!(
+            service_for_dir("/Users/jos\u{e9}/.claude"),
+            "Claude Code-credentials-6ab0a63a"
+        );
+        assert_eq!(
+            service_for_dir("/Users/jose\u{301}/.claude"),
+            "Claude Code-credentials-6ab0a63a"
+        );
+    }
+
+    #[test]
+    fn odd_user_names_get_claude_codes_fixed_account() {
+        assert_eq!(keychain_account("jane.doe"), "jane.doe");
+        assert_eq!(keychain_account("jane doe"), "claude-code-user");
+        assert_eq!(keychain_account("jäne"), "claude-code-user");
+    }
 }

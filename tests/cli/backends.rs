@@ -533,3 +533,30 @@ fn openbao_takes_its_token_from_a_file_and_its_mount_and_prefix_from_the_environ
         .stderr_has("openbao: no token")
         .stderr_has("hint: set BAO_TOKEN");
 }
+
+#[test]
+fn claude_codes_keychain_item_for_another_directory_carries_its_hash() {
+    use sha2::{Digest, Sha256};
+    let provider = FakeProvider::start();
+    let (mut env, fake) = keychain_env();
+    env.set_all(provider.env());
+    env.set("TOKENKEEPER_CLAUDE_LIVE", "keychain");
+    env.set("USER", "tester");
+    let dir = env.root.join("claude-work");
+    env.set("CLAUDE_CONFIG_DIR", dir.display().to_string());
+    let hash: String = Sha256::digest(dir.display().to_string().as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let service = format!("Claude Code-credentials-{}", &hash[..8]);
+    let login = provider.issue("dir@example.com");
+    env.add_login("work", &login);
+    env.cmd(&["use", "work"])
+        .ok()
+        .stdout_has(&format!("the Keychain item {service}/tester"));
+    assert_eq!(
+        fake.item(&service, "tester").unwrap(),
+        FakeProvider::blob(&login)
+    );
+    assert!(fake.item("Claude Code-credentials", "tester").is_none());
+}

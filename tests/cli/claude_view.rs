@@ -133,3 +133,43 @@ fn claude_codes_write_to_its_login_record_during_use_is_kept() {
     assert_eq!(doc["numStartups"], 13, "Claude Code's write is kept");
     assert_eq!(doc["oauthAccount"]["emailAddress"], "work@example.com");
 }
+
+#[test]
+fn claude_codes_secure_storage_dir_holds_the_live_credential_and_its_lock() {
+    let provider = FakeProvider::start();
+    let mut env = Env::with_provider(&provider);
+    let secure = env.root.join("secure store");
+    env.set(
+        "CLAUDE_SECURESTORAGE_CONFIG_DIR",
+        secure.display().to_string(),
+    );
+    let login = provider.issue_expired("secure@example.com");
+    env.add_login("work", &login);
+    env.cmd(&["use", "work"]).ok();
+    let written = secure.join(".credentials.json");
+    assert!(
+        written.exists(),
+        "the credential is where Claude Code keeps it"
+    );
+    assert!(!env.live_path().exists(), "not in the config directory");
+    // Claude Code reads it from there.
+    let status = auth_status(&env);
+    assert_eq!(status["loggedIn"], true);
+    assert_eq!(status["subscriptionType"], "max");
+    // A refresh of the live slot writes it there, under Claude Code's lock in that directory.
+    env.cmd(&["refresh", "work"]).ok();
+    let live: Value = serde_json::from_str(&fs::read_to_string(&written).unwrap()).unwrap();
+    assert_eq!(
+        live["claudeAiOauth"]["refreshToken"].as_str().unwrap(),
+        env.refresh_token_of("work")
+    );
+    assert!(
+        !secure.join(".oauth_refresh.lock").exists(),
+        "the lock was let go"
+    );
+    // An empty value means ~/.claude, as for Claude Code.
+    env.set("CLAUDE_SECURESTORAGE_CONFIG_DIR", "");
+    env.add_login("home", &provider.issue("home@example.com"));
+    env.cmd(&["use", "home"]).ok();
+    assert!(env.live_path().exists());
+}
