@@ -70,11 +70,8 @@ fn render(value: &Value, indent: Option<&str>) -> String {
     let Some(indent) = indent else {
         return serde_json::to_string(value).expect("a value serialises");
     };
-    let unit = if indent.starts_with('\t') {
-        "\t"
-    } else {
-        &indent[..indent.len().min(2).max(1)]
-    };
+    // A top-level member is indented by one unit.
+    let unit = indent;
     let mut bytes = Vec::new();
     let mut serializer =
         Serializer::with_formatter(&mut bytes, PrettyFormatter::with_indent(unit.as_bytes()));
@@ -208,6 +205,18 @@ mod tests {
             r#"{"a":1,"k":[1]}"#
         );
         assert_eq!(set_top_level("{}", "k", &json!(1)).unwrap(), r#"{"k":1}"#);
+    }
+
+    #[test]
+    fn a_document_indented_by_four_or_tabs_keeps_its_indentation() {
+        assert_eq!(
+            set_top_level("{\n    \"a\": 1\n}", "a", &json!({"x": [1]})).unwrap(),
+            "{\n    \"a\": {\n        \"x\": [\n            1\n        ]\n    }\n}"
+        );
+        assert_eq!(
+            set_top_level("{\n\t\"a\": 1\n}", "a", &json!({"x": 1})).unwrap(),
+            "{\n\t\"a\": {\n\t\t\"x\": 1\n\t}\n}"
+        );
     }
 
     #[test]
