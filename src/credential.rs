@@ -25,6 +25,9 @@ pub const CLAUDE_OAUTH_KEY: &str = "claudeAiOauth";
 /// How long a bare setup token is taken to live when nothing says otherwise (the ralph rule).
 pub const BARE_TOKEN_LIFETIME: SignedDuration = SignedDuration::from_hours(365 * 24);
 
+/// Tokens shorter than this are taken, with a warning: Claude's are about 100 characters.
+const SHORT_TOKEN: usize = 16;
+
 /// Timestamps below this many milliseconds (March 1973) are almost surely seconds.
 const MIN_PLAUSIBLE_MS: i64 = 100_000_000_000;
 
@@ -479,9 +482,16 @@ fn extract_bare_token(text: &str) -> std::result::Result<Secret, String> {
     if token.starts_with("sk-ant-ort") {
         return Err("that is a refresh token; store the access token (from `claude setup-token`) or the whole credential JSON".into());
     }
-    if token.len() < 16 || !token.bytes().all(|b| b.is_ascii_graphic()) {
+    // Refuse only what cannot be a credential: gateway keys (LiteLLM's, say) can be short.
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(
-            "that does not look like a token (too short, or contains unexpected characters)".into(),
+            "that does not look like a token (it contains control or non-ASCII characters)".into(),
+        );
+    }
+    if token.len() < SHORT_TOKEN {
+        tracing::warn!(
+            length = token.len(),
+            "the credential is unusually short; a Claude token is about 100 characters"
         );
     }
     Ok(Secret::new(token.to_string()))

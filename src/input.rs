@@ -24,7 +24,9 @@ pub fn read_stdin_secret(example: &str) -> Result<Secret> {
 
 /// Reads the first line of stdin as a secret, then puts `/dev/null` in its place so the writer
 /// sees it closed (the agent-loop proxy's start-up contract: one line, then stdin is done).
-pub fn take_stdin_line(example: &str) -> Result<Secret> {
+/// When the first line is one of `modes` (the newer contract: a mode line, then the
+/// credential), the second line is the secret and the mode comes back with it.
+pub fn take_stdin_line(example: &str, modes: &[&str]) -> Result<(Option<String>, Secret)> {
     let stdin = std::io::stdin();
     if stdin.is_terminal() {
         return Err(
@@ -32,13 +34,26 @@ pub fn take_stdin_line(example: &str) -> Result<Secret> {
                 .with_hint(format!("pipe it in: {example}")),
         );
     }
-    let secret = read_line(stdin.lock(), example);
+    let secret = read_mode_and_line(stdin.lock(), example, modes);
     let closed = std::fs::File::open("/dev/null")
         .and_then(|null| nix::unistd::dup2_stdin(null).map_err(std::io::Error::from));
     if let Err(err) = closed {
         tracing::debug!(error = %err, "cannot close standard input");
     }
     secret
+}
+
+fn read_mode_and_line(
+    mut reader: impl BufRead,
+    example: &str,
+    modes: &[&str],
+) -> Result<(Option<String>, Secret)> {
+    let first = read_line(&mut reader, example)?;
+    let word = first.expose_secret().trim();
+    match modes.iter().find(|mode| **mode == word) {
+        Some(mode) => Ok((Some(mode.to_string()), read_line(reader, example)?)),
+        None => Ok((None, first)),
+    }
 }
 
 fn read_line(reader: impl BufRead, example: &str) -> Result<Secret> {
@@ -81,6 +96,16 @@ mod tests {
     #[test]
     fn only_the_first_line_is_taken() {
         let secret = read_line(&b"sk-ant-oat01-first\nsecond line\n"[..], "x").unwrap();
+        let (mode, key) = read_mode_and_line(
+            &b"api_key\nsk-short\nmore\n"[..],
+            "x",
+            &["oauth", "api_key"],
+        )
+        .unwrap();
+        assert_eq!(mode.as_deref(), Some("api_key"));
+        assert_eq!(key.expose_secret().trim(), "sk-short");
+        let (mode, _) = read_mode_and_line(&b"sk-ant-oat01-first\n"[..], "x", &["oauth"]).unwrap();
+        assert_eq!(mode, None);
         assert_eq!(secret.expose_secret(), "sk-ant-oat01-first\n");
         assert!(read_line(&b"\n"[..], "x").is_err());
     }

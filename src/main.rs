@@ -9,7 +9,7 @@ use tokenkeeper::cli::{self, Cli, Command};
 fn main() -> ExitCode {
     // Before anything reads a token: no core dump, no ptrace by the same user.
     tokenkeeper::harden::process();
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(cli::hoist_agent(std::env::args_os().collect()));
     // The daemon and the proxy report what they do by default; other commands only warn.
     let chatty = matches!(cli.command, Command::Daemon(_) | Command::Proxy(_));
     tokenkeeper::logging::init(cli.verbose + u8::from(chatty));

@@ -123,6 +123,47 @@ pub struct Selection {
     pub all: bool,
 }
 
+/// The command line with an `--agent` given before the subcommand moved to just after it,
+/// where every subcommand takes it: `tokenkeeper --agent codex check-token` (the ralph
+/// spec's order) means `tokenkeeper check-token --agent codex`. (`--format`, `--backend` and
+/// `-v` are global flags already, taken on either side.)
+pub fn hoist_agent(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    use clap::CommandFactory;
+    let command = Cli::command();
+    let is_subcommand = |word: &str| {
+        command
+            .get_subcommands()
+            .any(|sub| sub.get_name() == word || sub.get_all_aliases().any(|alias| alias == word))
+    };
+    let mut agent = Vec::new();
+    let mut rest = Vec::new();
+    let mut words = args.into_iter();
+    rest.extend(words.next());
+    while let Some(word) = words.next() {
+        let text = word.to_string_lossy().into_owned();
+        if text == "--agent" {
+            agent.push(word);
+            agent.extend(words.next());
+        } else if text.starts_with("--agent=") {
+            agent.push(word);
+        } else if text == "--" || is_subcommand(&text) {
+            rest.push(word);
+            rest.append(&mut agent);
+            rest.extend(words.by_ref());
+        } else {
+            if matches!(text.as_str(), "--format" | "--backend") {
+                rest.push(word);
+                rest.extend(words.next());
+                continue;
+            }
+            rest.push(word);
+        }
+    }
+    // No subcommand followed: leave the words where they were, for clap to report.
+    rest.extend(agent);
+    rest
+}
+
 /// Parses a duration argument: `30s`, `5m`, `1h 30m`, or plain seconds.
 fn duration(text: &str) -> std::result::Result<std::time::Duration, String> {
     crate::refresh::parse_duration(text)
@@ -153,5 +194,45 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::StoreToken(args) => ralph::store(args, &paths, format),
         Command::CheckToken(args) => ralph::check(args, &paths, format),
         Command::GetToken(args) => ralph::get(args, &paths, format),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hoisted(words: &str) -> String {
+        let args = words.split(' ').map(std::ffi::OsString::from).collect();
+        hoist_agent(args)
+            .iter()
+            .map(|w| w.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    #[test]
+    fn an_agent_before_the_subcommand_moves_after_it() {
+        assert_eq!(
+            hoisted("tk --agent codex check-token"),
+            "tk check-token --agent codex"
+        );
+        assert_eq!(
+            hoisted("tk --agent=codex -v get-token"),
+            "tk -v get-token --agent=codex"
+        );
+        assert_eq!(
+            hoisted("tk --format json --agent codex ls --all"),
+            "tk --format json ls --agent codex --all"
+        );
+        assert_eq!(
+            hoisted("tk check-token --agent codex"),
+            "tk check-token --agent codex"
+        );
+        assert_eq!(hoisted("tk --agent codex"), "tk --agent codex");
+        // Words after the subcommand are never touched (an exec'd command's own --agent).
+        assert_eq!(
+            hoisted("tk exec -- prog --agent x"),
+            "tk exec -- prog --agent x"
+        );
     }
 }

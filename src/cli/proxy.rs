@@ -147,7 +147,7 @@ impl UpstreamArgs {
 pub fn run(args: Args, paths: &Paths, format: Format) -> Result<u8> {
     let listen = listen_address(args.listen.as_deref(), args.port)?;
     let target = Target::parse(&args.target)?;
-    let auth = auth(&args)?;
+    let mut auth = auth(&args)?;
     let client_token = match args.client_token {
         Some(token) if token.trim().is_empty() => {
             return Err(Error::usage("the client token is empty"));
@@ -164,7 +164,22 @@ pub fn run(args: Args, paths: &Paths, format: Format) -> Result<u8> {
     // Stdin is read before anything else, so a writer waiting on it is released at once.
     let fixed = match &args.slot {
         Some(_) => None,
-        None => Some(stdin_token()?),
+        None => {
+            let (mode, token) = stdin_token()?;
+            match mode.as_deref() {
+                Some("oauth") => auth = Auth::Bearer,
+                Some("api_key") => auth = Auth::ApiKey,
+                // A gateway takes `Authorization: Bearer` unless --auth-header says otherwise.
+                Some("gateway") if args.auth != AuthMode::Gateway => {
+                    auth = Auth::Gateway {
+                        header: hyper::header::AUTHORIZATION,
+                        scheme: Some("Bearer".into()),
+                    }
+                }
+                _ => {}
+            }
+            Some(token)
+        }
     };
     let settings = args.upstream.settings(target, auth, client_token);
 
@@ -257,8 +272,12 @@ fn auth(args: &Args) -> Result<Auth> {
     })
 }
 
-fn stdin_token() -> Result<Secret> {
-    let line = input::take_stdin_line("echo \"$TOKEN\" | tokenkeeper proxy")?;
+/// Auth modes a start-up line may name before the credential (the agent-loop proxy's words).
+const STDIN_MODES: [&str; 3] = ["oauth", "api_key", "gateway"];
+
+/// The token from stdin, and the auth mode when a mode line came first.
+fn stdin_token() -> Result<(Option<String>, Secret)> {
+    let (mode, line) = input::take_stdin_line("echo \"$TOKEN\" | tokenkeeper proxy", &STDIN_MODES)?;
     let (credential, _) =
         crate::credential::Credential::from_input(&line, "standard input", jiff::Timestamp::now())
             .map_err(|err| {
@@ -266,7 +285,7 @@ fn stdin_token() -> Result<Secret> {
             "pipe one line: the access token, or a credential JSON on one line; or use --slot NAME",
         )
             })?;
-    Ok(credential.access_token())
+    Ok((mode, credential.access_token()))
 }
 
 #[cfg(test)]

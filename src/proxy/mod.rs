@@ -31,8 +31,19 @@ use upstream::{Pooled, Upstream};
 use crate::error::Result;
 use crate::secret::Secret;
 
-/// The body of `GET /health`, as the agent-loop proxy answers.
-pub const HEALTH_BODY: &str = "agent-loop-proxy ok (tokenkeeper)\n";
+/// The body of `GET /health`, as the agent-loop proxy answers it (its launchers read the
+/// version and the mode): `agent-loop-proxy ok v=<version> mode=<oauth|api_key|gateway>`.
+fn health_body(auth: &rewrite::Auth) -> String {
+    let mode = match auth {
+        rewrite::Auth::Bearer => "oauth",
+        rewrite::Auth::ApiKey => "api_key",
+        rewrite::Auth::Gateway { .. } => "gateway",
+    };
+    format!(
+        "agent-loop-proxy ok v={} mode={mode}\n",
+        env!("CARGO_PKG_VERSION")
+    )
+}
 /// Marks every answer the proxy made itself rather than relayed, with the reason as its value.
 pub const ERROR_HEADER: &str = "x-tokenkeeper-error";
 
@@ -48,6 +59,7 @@ pub struct Settings {
 
 /// What every worker thread shares: settings, the token, the metrics.
 pub struct Proxy {
+    health: String,
     settings: Settings,
     tokens: TokenSource,
     tls: Arc<rustls::ClientConfig>,
@@ -58,6 +70,7 @@ impl Proxy {
     pub fn new(settings: Settings, tokens: TokenSource) -> Result<Self> {
         let tls = upstream::tls(&settings.upstream)?;
         Ok(Self {
+            health: health_body(&settings.auth),
             settings,
             tokens,
             tls,
@@ -135,7 +148,7 @@ impl Worker {
                     return Ok(local(
                         exchange,
                         "text/plain; charset=utf-8",
-                        HEALTH_BODY.into(),
+                        self.proxy.health.clone(),
                     ));
                 }
                 "/metrics" => {
@@ -300,7 +313,7 @@ impl Worker {
             Err(why) => {
                 self.proxy.metrics.upstream_failed();
                 let message = format!(
-                    "tokenkeeper proxy: cannot reach {}: {why}",
+                    "tokenkeeper proxy: upstream unreachable: cannot reach {}: {why}",
                     self.proxy.settings.target
                 );
                 warn!("{message}");

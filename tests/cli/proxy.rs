@@ -928,3 +928,49 @@ fn issue13_a_path_that_always_answers_401_does_not_rotate_the_lineage() {
     let (status, _, _) = post_message(&proxy, json!({}));
     assert_eq!(status, 200);
 }
+
+#[test]
+fn issue14_ralphs_start_up_contract_health_line_short_keys_and_unreachable_wording() {
+    let provider = FakeProvider::start();
+    let env = Env::new();
+    // One line, as the spec says: the token; /health names the version and the mode.
+    let proxy = stdin_proxy(&env, &access("one"), &provider.url, &[]);
+    let (_, body) = get_text(&proxy.url("/health"));
+    assert_eq!(
+        body,
+        format!(
+            "agent-loop-proxy ok v={} mode=oauth\n",
+            env!("CARGO_PKG_VERSION")
+        )
+    );
+    drop(proxy);
+
+    // Two lines, as ralph's current proxy reads them: the mode, then the credential — here a
+    // gateway-style key shorter than any Claude token, taken with a warning.
+    let proxy = stdin_proxy(&env, "api_key\nsk-1234", &provider.url, &[]);
+    let (_, body) = get_text(&proxy.url("/health"));
+    assert!(body.ends_with(" mode=api_key\n"), "{body}");
+    post_message(&proxy, json!({}));
+    let (headers, _) = provider.last_messages_request().unwrap();
+    assert_eq!(header_of(&headers, "x-api-key"), Some("sk-1234"));
+    assert_eq!(header_of(&headers, "authorization"), None);
+    let (_, log) = proxy.stop("TERM");
+    assert!(log.contains("unusually short"), "{log}");
+    assert!(!log.contains("sk-1234"), "{log}");
+
+    let proxy = stdin_proxy(&env, "gateway\nlitellm-key", &provider.url, &[]);
+    post_message(&proxy, json!({}));
+    let (headers, _) = provider.last_messages_request().unwrap();
+    assert_eq!(
+        header_of(&headers, "authorization"),
+        Some("Bearer litellm-key")
+    );
+    drop(proxy);
+
+    // The spec's own smoke test pipes `test-token`.
+    let proxy = stdin_proxy(&env, "test-token", "http://127.0.0.1:9", &[]);
+    let (status, _, body) = post_message(&proxy, json!({}));
+    assert_eq!(status, 502);
+    assert!(body.contains("upstream unreachable"), "{body}");
+    assert!(body.contains("cannot reach http://127.0.0.1:9"), "{body}");
+}

@@ -132,3 +132,23 @@ fn each_agent_has_its_own_token() {
         .fails(2)
         .stderr_has("invalid agent name");
 }
+
+#[test]
+fn issue14_agent_goes_before_or_after_the_command_and_short_tokens_are_stored() {
+    let env = Env::new();
+    env.cmd(&["--agent", "codex", "check-token"])
+        .fails(1)
+        .stderr_has("no token found for agent codex");
+    env.cmd(&["--agent", "codex", "store-token"])
+        .stdin("litellm-1")
+        .ok();
+    env.cmd(&["check-token", "--agent", "codex"]).ok();
+    env.cmd(&["--agent=codex", "get-token"])
+        .ok()
+        .stdout_is("litellm-1\n");
+    // Only what cannot be a credential is refused.
+    env.cmd(&["store-token"])
+        .stdin("bell\u{7}inside")
+        .fails(1)
+        .stderr_has("does not look like a token");
+}
