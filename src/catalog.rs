@@ -271,24 +271,59 @@ impl Catalog {
         self.active.get(agent).map(String::as_str)
     }
 
-    /// Finds a slot by name or by `#N`, its 1-based position in `list`.
+    /// Finds a slot by what a person would type: `#N` or `N` (its place in `list`, when no slot
+    /// is named so), its name, its name in another case, or its account's email — the last
+    /// two only when they pick one slot. An unknown one gets the closest names offered.
     pub fn resolve(&self, agent: &str, selector: &str) -> Result<&Slot> {
-        if let Some(number) = selector.strip_prefix('#') {
-            let n: usize = number.parse().map_err(|_| {
-                Error::usage(format!("'{selector}' is not a slot number; use #1, #2, …"))
-            })?;
-            return n
-                .checked_sub(1)
-                .and_then(|i| self.slots_of(agent).nth(i))
+        let slots: Vec<&Slot> = self.slots_of(agent).collect();
+        if let Some(slot) = slots.iter().find(|s| s.name == selector) {
+            return Ok(slot);
+        }
+        let number = selector.strip_prefix('#').unwrap_or(selector);
+        if !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit()) {
+            return number
+                .parse::<usize>()
+                .ok()
+                .and_then(|n| n.checked_sub(1))
+                .and_then(|i| slots.get(i).copied())
                 .ok_or_else(|| {
-                    Error::failure(format!("there is no {agent} slot {selector}"))
-                        .with_hint("run: tokenkeeper list")
+                    Error::failure(format!(
+                        "there is no {agent} slot #{number} ({} slot{})",
+                        slots.len(),
+                        if slots.len() == 1 { "" } else { "s" }
+                    ))
+                    .with_hint("run: tokenkeeper list")
                 });
         }
-        self.by_name(agent, selector).ok_or_else(|| {
-            Error::failure(format!("no {agent} slot named '{selector}'"))
-                .with_hint("run: tokenkeeper list")
-        })
+        if selector.starts_with('#') {
+            return Err(Error::usage(format!(
+                "'{selector}' is not a slot number; use #1, #2, …"
+            )));
+        }
+        let folded = selector.to_lowercase();
+        for matches in [
+            |s: &Slot, f: &str| s.name.to_lowercase() == f,
+            |s: &Slot, f: &str| s.email.as_deref().is_some_and(|e| e.to_lowercase() == f),
+        ] {
+            let found: Vec<&Slot> = slots
+                .iter()
+                .copied()
+                .filter(|s| matches(s, &folded))
+                .collect();
+            match found.as_slice() {
+                [one] => return Ok(one),
+                [] => {}
+                several => {
+                    let names: Vec<&str> = several.iter().map(|s| s.name.as_str()).collect();
+                    return Err(Error::usage(format!(
+                        "'{selector}' matches several {agent} slots: {}",
+                        names.join(", ")
+                    ))
+                    .with_hint("name one exactly"));
+                }
+            }
+        }
+        Err(unknown_slot(agent, selector, &slots))
     }
 
     /// The slot a command without a NAME works on: the active one.
@@ -324,6 +359,37 @@ impl Catalog {
         self.live.retain(|_, r| r.slot != id);
         Some(slot)
     }
+}
+
+/// "no slot named …", with the closest names (did you mean) and every name.
+fn unknown_slot(agent: &str, selector: &str, slots: &[&Slot]) -> Error {
+    if slots.is_empty() {
+        return Error::failure(format!(
+            "no {agent} slot named '{selector}': there are no {agent} slots"
+        ))
+        .with_hint("add one: tokenkeeper add (the account Claude Code is logged in with)");
+    }
+    let folded = selector.to_lowercase();
+    let mut close: Vec<(usize, &str)> = slots
+        .iter()
+        .map(|s| {
+            (
+                strsim::levenshtein(&s.name.to_lowercase(), &folded),
+                s.name.as_str(),
+            )
+        })
+        .filter(|(distance, name)| {
+            *distance <= 2.max(folded.len() / 3) || name.starts_with(selector)
+        })
+        .collect();
+    close.sort();
+    let names: Vec<&str> = slots.iter().map(|s| s.name.as_str()).collect();
+    let guess = match close.first() {
+        Some((_, name)) => format!("; did you mean '{name}'?"),
+        None => String::new(),
+    };
+    Error::failure(format!("no {agent} slot named '{selector}'{guess}"))
+        .with_hint(format!("the {agent} slots are: {}", names.join(", ")))
 }
 
 /// Checks a slot name the user chose.

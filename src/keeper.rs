@@ -608,9 +608,11 @@ impl Keeper {
             None => {
                 let name = match name {
                     Some(name) => name.to_string(),
+                    // A name of tokenkeeper's choosing that is taken gets a suffix instead.
                     None => account
                         .and_then(|a| a.email.as_deref())
                         .and_then(catalog::name_from_email)
+                        .map(|base| self.catalog.unique_name(agent.name(), &base))
                         .ok_or_else(|| {
                             Error::usage("cannot name the new slot: its account's email is unknown")
                                 .with_hint("give it a name: tokenkeeper add NAME")
@@ -716,6 +718,27 @@ impl Keeper {
         self.record_live(agent.name(), &slot.id, fingerprint);
         self.save()?;
         Ok((Switched::Switched, slot))
+    }
+
+    /// Renames a slot; returns its old name. Only the catalog changes: the secret's key is
+    /// the slot's id, so nothing stored moves.
+    pub fn rename(&mut self, agent: Agent, selector: &str, new: &str) -> Result<String> {
+        catalog::validate_name(new)?;
+        let slot = self.catalog.resolve(agent.name(), selector)?.clone();
+        if let Some(other) = self.catalog.by_name(agent.name(), new)
+            && other.id != slot.id
+        {
+            return Err(
+                Error::usage(format!("a {agent} slot named '{new}' already exists")).with_hint(
+                    format!(
+                        "choose another name, or remove that slot first: tokenkeeper remove {new}"
+                    ),
+                ),
+            );
+        }
+        self.catalog.get_mut(&slot.id).expect("resolved").name = new.to_string();
+        self.save()?;
+        Ok(slot.name)
     }
 
     /// Removes a slot. The active slot's live credential goes too, but only when `clear_live`.

@@ -17,6 +17,7 @@ mod proxy;
 mod ralph;
 mod refresh;
 mod remove;
+mod rename;
 mod usage;
 mod use_slot;
 
@@ -87,6 +88,9 @@ pub enum Command {
     /// Delete a slot.
     #[command(alias = "rm")]
     Remove(remove::Args),
+    /// Give a slot another name.
+    #[command(alias = "mv")]
+    Rename(rename::Args),
     /// Run a credential-injecting proxy: clients send a phantom token, upstream gets the real one.
     Proxy(Box<proxy::Args>),
     /// Run a command (e.g. claude) behind a private proxy, so it never holds the real token.
@@ -187,6 +191,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Daemon(args) => daemon::run(args, &paths, format),
         Command::Usage(args) => usage::run(args, &paths, format),
         Command::Remove(args) => remove::run(args, &paths, format),
+        Command::Rename(args) => rename::run(args, &paths, format),
         Command::Migrate(args) => migrate::run(args, &paths, format),
         Command::Doctor(args) => doctor::run(args, &paths, format),
         Command::Proxy(args) => proxy::run(*args, &paths, format),

@@ -19,6 +19,7 @@ mod migrate;
 mod proxy;
 mod ralph;
 mod refresh;
+mod rename;
 mod secrets;
 mod usage;
 mod use_slot;

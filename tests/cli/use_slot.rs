@@ -149,6 +149,6 @@ fn use_of_an_unknown_slot_changes_nothing() {
     env.cmd(&["use", "nope"])
         .fails(1)
         .stderr_has("no claude slot named 'nope'")
-        .stderr_has("hint: run: tokenkeeper list");
+        .stderr_has("hint: the claude slots are: a");
     assert_eq!(env.snapshot(), before);
 }
