@@ -18,6 +18,7 @@ mod ralph;
 mod refresh;
 mod remove;
 mod rename;
+mod status;
 mod usage;
 mod use_slot;
 
@@ -73,6 +74,9 @@ pub enum Command {
     List(list::Args),
     /// Make a slot the credential Claude Code uses.
     Use(use_slot::Args),
+    /// The active slot of each agent in one line (no network; for a shell prompt).
+    #[command(alias = "whoami")]
+    Status(status::Args),
     /// Print a slot's access token, for piping into another program.
     Get(get::Args),
     /// Exit 0 if a slot's access token is still valid, 1 if expired or missing.
@@ -184,6 +188,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Add(args) => add::run(args, &paths, format),
         Command::List(args) => list::run(args, &paths, format),
         Command::Use(args) => use_slot::run(args, &paths, format),
+        Command::Status(args) => status::run(args, &paths, format),
         Command::Get(args) => get::run(args, &paths, format),
         Command::Check(args) => check::run(args, &paths, format),
         Command::Export(args) => export::run(args, &paths, format),

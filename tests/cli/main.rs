@@ -21,5 +21,6 @@ mod ralph;
 mod refresh;
 mod rename;
 mod secrets;
+mod status;
 mod usage;
 mod use_slot;
