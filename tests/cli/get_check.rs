@@ -105,3 +105,55 @@ fn check_of_a_missing_slot_fails() {
         .fails(1)
         .stderr_has("no claude slot named 'ghost'");
 }
+
+#[test]
+fn issue14_check_tells_will_refresh_from_needs_login_and_looks_ahead_with_within() {
+    use crate::support::provider::FakeProvider;
+    let provider = FakeProvider::start();
+    let env = Env::with_provider(&provider);
+    let day = 86_400_000;
+    // Expired access token, refresh token good for 3 more days: usable, not for a week.
+    let blob = format!(
+        r#"{{"claudeAiOauth":{{"accessToken":"{}","refreshToken":"{}","expiresAt":{},"refreshTokenExpiresAt":{},"scopes":["user:inference"]}}}}"#,
+        access("later"),
+        refresh("later"),
+        now_ms() - 60_000,
+        now_ms() + 3 * day
+    );
+    env.cmd(&["add", "later", "--from", "stdin"])
+        .stdin(&blob)
+        .ok();
+    env.cmd(&["check", "later"])
+        .ok()
+        .stdout_has("is usable: its access token expired 1m ago and will be refreshed on use")
+        .stdout_has("its refresh token lasts until");
+    env.cmd(&["check", "later", "--within", "2d"]).ok();
+    env.cmd(&["check", "later", "--within", "7d"])
+        .run()
+        .code(1)
+        .stderr_has("will not stay usable for");
+    let json = env.cmd(&["check", "later", "--format", "json"]).ok().json();
+    assert_eq!(json["state"], "expired-will-refresh");
+    assert_eq!(json["usable"], true);
+
+    // A setup token lasting 3 days: fine today, not for a week.
+    let setup = format!(
+        r#"{{"accessToken":"{}","expiresAt":{}}}"#,
+        access("setup"),
+        now_ms() + 3 * day
+    );
+    env.cmd(&["add", "setup", "--from", "stdin"])
+        .stdin(&setup)
+        .ok();
+    env.cmd(&["check", "setup", "--within", "48h"]).ok();
+    env.cmd(&["check", "setup", "--within", "7d"]).run().code(1);
+
+    // A refresh token the provider refused: needs a login.
+    let login = provider.issue_expired("dead@example.com");
+    env.add_login("dead", &login);
+    provider.revoke(&login.refresh);
+    env.cmd(&["refresh", "dead"]).fails(1);
+    env.cmd(&["check", "dead"])
+        .fails(1)
+        .stderr_has("slot 'dead' needs a new login");
+}
