@@ -49,9 +49,13 @@ Exit codes: 0 success, 1 runtime failure (missing, expired, refused), 2 usage er
 #[derive(Debug, Parser)]
 #[command(name = "tokenkeeper", version, after_help = AFTER_HELP, max_term_width = 100)]
 pub struct Cli {
-    /// Output format for commands that print data.
+    /// Output format for commands that print data (errors too: one JSON object on stderr).
     #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+
+    /// Same as --format json.
+    #[arg(long, global = true)]
+    pub json: bool,
 
     /// Where new secrets go [default: TOKENKEEPER_BACKEND, the config file, or auto].
     #[arg(long, global = true, value_enum)]

@@ -191,3 +191,35 @@ fn unknown_slot_everywhere() {
         refused(&env, args, b"", 1, "no claude slot named 'ghost'");
     }
 }
+
+#[test]
+fn issue14_with_json_asked_for_errors_are_json_too() {
+    let env = Env::new();
+    for args in [
+        vec!["get", "ghost", "--format", "json"],
+        vec!["--json", "get", "ghost"],
+    ] {
+        let out = env.cmd(&args).run().code(1);
+        let error: serde_json::Value = serde_json::from_str(out.stderr.trim()).unwrap();
+        assert_eq!(error["code"], 1);
+        assert!(
+            error["error"]
+                .as_str()
+                .unwrap()
+                .contains("no claude slot named 'ghost'")
+        );
+        assert!(error["hint"].is_string());
+        assert_eq!(out.stdout, "");
+    }
+    let out = env.cmd(&["get", "--json", "--bogus"]).run().code(2);
+    let error: serde_json::Value = serde_json::from_str(out.stderr.trim()).unwrap();
+    assert_eq!(error["code"], 2);
+    assert!(
+        error["error"].as_str().unwrap().contains("--bogus"),
+        "{error}"
+    );
+    // Help is still help.
+    env.cmd(&["get", "--json", "--help"])
+        .ok()
+        .stdout_has("Usage:");
+}
