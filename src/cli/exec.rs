@@ -17,12 +17,12 @@ use signal_hook::low_level::siginfo::Cause;
 use tracing::debug;
 
 use super::AgentArg;
-use super::proxy::UpstreamArgs;
+use super::proxy::{AuthArgs, UpstreamArgs};
 use crate::agent::claude::{ENV_BASE_URL, ENV_OAUTH_TOKEN, ENV_OVERRIDING_CREDENTIALS};
 use crate::error::{Error, Result};
 use crate::paths::Paths;
 use crate::provider::Endpoints;
-use crate::proxy::{self, Auth, Proxy, SlotTokens, Target, TokenSource};
+use crate::proxy::{self, Proxy, SlotTokens, Target, TokenSource};
 use crate::refresh::{self, Policy};
 use crate::secret::Secret;
 
@@ -58,6 +58,14 @@ pub struct Args {
     #[arg(long)]
     pub env: bool,
 
+    /// Base URL the private proxy forwards to [default: the provider's API, or
+    /// TOKENKEEPER_CLAUDE_API_URL]: a gateway in front of it, say.
+    #[arg(long, value_name = "URL")]
+    pub target: Option<String>,
+
+    #[command(flatten)]
+    pub route: AuthArgs,
+
     #[command(flatten)]
     pub upstream: UpstreamArgs,
 
@@ -90,10 +98,13 @@ pub fn run(args: Args, paths: &Paths) -> Result<u8> {
     }
 
     let phantom = phantom_token()?;
-    let target = Target::parse(&Endpoints::from_env().api_url)?;
+    let target = match &args.target {
+        Some(url) => Target::parse(url)?,
+        None => Target::parse(&Endpoints::from_env().api_url)?,
+    };
     let settings = args
         .upstream
-        .settings(target, Auth::Bearer, Some(phantom.clone()));
+        .settings(target, args.route.auth()?, Some(phantom.clone()));
     let tokens = SlotTokens::open(paths.clone(), agent, args.slot.clone())?;
     debug!(slot = tokens.name(), "proxy for the command");
     let proxy = Arc::new(Proxy::new(settings, TokenSource::Slot(Box::new(tokens)))?);

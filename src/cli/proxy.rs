@@ -74,17 +74,8 @@ pub struct Args {
     #[command(flatten)]
     pub agent: AgentArg,
 
-    /// Where the real token goes upstream.
-    #[arg(long, value_enum, env = "TOKENKEEPER_PROXY_AUTH", default_value_t = AuthMode::Bearer)]
-    pub auth: AuthMode,
-
-    /// Header that carries the token with --auth gateway (e.g. cf-aig-authorization).
-    #[arg(long, value_name = "NAME", required_if_eq("auth", "gateway"))]
-    pub auth_header: Option<String>,
-
-    /// Scheme put before the token in --auth-header (e.g. Bearer); none by default.
-    #[arg(long, value_name = "SCHEME", requires = "auth_header")]
-    pub auth_scheme: Option<String>,
+    #[command(flatten)]
+    pub route: AuthArgs,
 
     /// The phantom value clients must present. Prefer the environment variable: a command
     /// line is visible to every local user.
@@ -106,6 +97,41 @@ pub struct Args {
     /// Worker threads [default: one per core].
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub threads: Option<u16>,
+}
+
+/// Where the real token goes upstream; shared by `proxy` and `exec`.
+#[derive(Debug, clap::Args)]
+pub struct AuthArgs {
+    /// Where the real token goes upstream.
+    #[arg(long, value_enum, env = "TOKENKEEPER_PROXY_AUTH", default_value_t = AuthMode::Bearer)]
+    pub auth: AuthMode,
+
+    /// Header that carries the token with --auth gateway (e.g. cf-aig-authorization).
+    #[arg(long, value_name = "NAME", required_if_eq("auth", "gateway"))]
+    pub auth_header: Option<String>,
+
+    /// Scheme put before the token in --auth-header (e.g. Bearer); none by default.
+    #[arg(long, value_name = "SCHEME", requires = "auth_header")]
+    pub auth_scheme: Option<String>,
+}
+
+impl AuthArgs {
+    pub fn auth(&self) -> Result<Auth> {
+        Ok(match self.auth {
+            AuthMode::Bearer => Auth::Bearer,
+            AuthMode::ApiKey => Auth::ApiKey,
+            AuthMode::Gateway => {
+                let name = self.auth_header.as_deref().unwrap_or_default();
+                let header = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+                    Error::usage(format!("--auth-header '{name}' is not a header name"))
+                })?;
+                Auth::Gateway {
+                    header,
+                    scheme: self.auth_scheme.clone().filter(|s| !s.is_empty()),
+                }
+            }
+        })
+    }
 }
 
 /// How the proxy talks to its target; shared by `proxy` and `exec`.
@@ -147,7 +173,7 @@ impl UpstreamArgs {
 pub fn run(args: Args, paths: &Paths, format: Format) -> Result<u8> {
     let listen = listen_address(args.listen.as_deref(), args.port)?;
     let target = Target::parse(&args.target)?;
-    let mut auth = auth(&args)?;
+    let mut auth = args.route.auth()?;
     let client_token = match args.client_token {
         Some(token) if token.trim().is_empty() => {
             return Err(Error::usage("the client token is empty"));
@@ -170,7 +196,7 @@ pub fn run(args: Args, paths: &Paths, format: Format) -> Result<u8> {
                 Some("oauth") => auth = Auth::Bearer,
                 Some("api_key") => auth = Auth::ApiKey,
                 // A gateway takes `Authorization: Bearer` unless --auth-header says otherwise.
-                Some("gateway") if args.auth != AuthMode::Gateway => {
+                Some("gateway") if args.route.auth != AuthMode::Gateway => {
                     auth = Auth::Gateway {
                         header: hyper::header::AUTHORIZATION,
                         scheme: Some("Bearer".into()),
@@ -253,23 +279,6 @@ fn listen_address(listen: Option<&str>, port: u16) -> Result<SocketAddr> {
                     .with_hint("use e.g. 127.0.0.1:18080, 0.0.0.0 or [::1]:8080")
             }),
     }
-}
-
-fn auth(args: &Args) -> Result<Auth> {
-    Ok(match args.auth {
-        AuthMode::Bearer => Auth::Bearer,
-        AuthMode::ApiKey => Auth::ApiKey,
-        AuthMode::Gateway => {
-            let name = args.auth_header.as_deref().unwrap_or_default();
-            let header = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
-                Error::usage(format!("--auth-header '{name}' is not a header name"))
-            })?;
-            Auth::Gateway {
-                header,
-                scheme: args.auth_scheme.clone().filter(|s| !s.is_empty()),
-            }
-        }
-    })
 }
 
 /// Auth modes a start-up line may name before the credential (the agent-loop proxy's words).

@@ -212,3 +212,41 @@ fn a_terminal_interrupt_reaches_the_command_once_not_twice() {
     let status = child.wait().unwrap();
     assert_eq!(status.exit_code(), 143);
 }
+
+#[test]
+fn issue14_exec_takes_a_target_and_an_auth_mode_like_proxy() {
+    let provider = FakeProvider::start();
+    // The provider's API address is elsewhere: only --target leads to it.
+    let env = Env::new();
+    let login = provider.issue("gw@example.com");
+    let blob = FakeProvider::blob(&login);
+    env.cmd(&["add", "work", "--from", "stdin"])
+        .stdin(&blob)
+        .ok();
+    let call = r#"curl -sS --noproxy '*' -o /dev/null -w '%{http_code}' -X POST "$ANTHROPIC_BASE_URL/v1/messages" -H "authorization: Bearer $CLAUDE_CODE_OAUTH_TOKEN" -d '{}'"#;
+    env.cmd(&[
+        "exec",
+        "work",
+        "--target",
+        &provider.url,
+        "--auth",
+        "gateway",
+        "--auth-header",
+        "cf-aig-authorization",
+        "--auth-scheme",
+        "Bearer",
+        "--",
+        "sh",
+        "-c",
+        call,
+    ])
+    .ok()
+    .hides(&login.access);
+    let (headers, _) = provider.last_messages_request().unwrap();
+    let sent = headers
+        .iter()
+        .find(|(k, _)| k == "cf-aig-authorization")
+        .map(|(_, v)| v.clone());
+    assert_eq!(sent, Some(format!("Bearer {}", login.access)));
+    assert!(headers.iter().all(|(k, _)| k != "authorization"));
+}
