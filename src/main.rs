@@ -10,6 +10,10 @@ use tokenkeeper::error::Error;
 fn main() -> ExitCode {
     // Before anything reads a token: no core dump, no ptrace by the same user.
     tokenkeeper::harden::process();
+    // A shell asking for completions (COMPLETE=bash tokenkeeper -- …) is answered and exits.
+    clap_complete::CompleteEnv::with_factory(<Cli as clap::CommandFactory>::command)
+        .var(cli::completions::ENV_COMPLETE)
+        .complete();
     let args = cli::hoist_agent(std::env::args_os().collect());
     // Asked for JSON, errors are JSON too, usage errors included.
     let json = args.iter().any(|a| a == "--json" || a == "--format=json")

@@ -25,6 +25,7 @@ sooner. For scripts and CI:
   tokenkeeper check ci-token --within 7d || echo 'rotate the CI token this week'")]
 pub struct Args {
     /// Slot name or #N [default: the active slot].
+    #[arg(add = super::slot_completer())]
     pub slot: Option<String>,
 
     /// Also fail when the slot will not be usable for this long without a login (e.g. 7d).

@@ -47,6 +47,7 @@ Examples:
   tokenkeeper exec ci --env -- ./run-agent.sh      (real token in the environment, for CI)")]
 pub struct Args {
     /// Slot name or #N [default: the active slot].
+    #[arg(add = super::slot_completer())]
     pub slot: Option<String>,
 
     #[command(flatten)]

@@ -39,6 +39,7 @@ Take it back with `tokenkeeper add NAME --from file` and the copy's newest crede
 Files are written atomically with mode 0600. Nothing is activated.")]
 pub struct Args {
     /// Slot name or #N.
+    #[arg(add = super::slot_completer())]
     pub slot: String,
 
     /// Write the credential to this file instead of standard output.

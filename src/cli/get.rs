@@ -16,6 +16,7 @@ Refreshes first when the token expires within the refresh margin (TOKENKEEPER_RE
 default 10m). Fails (exit 1, nothing on stdout) when no valid token can be had.")]
 pub struct Args {
     /// Slot name or #N [default: the active slot].
+    #[arg(add = super::slot_completer())]
     pub slot: Option<String>,
 
     #[command(flatten)]

@@ -5,6 +5,7 @@
 
 mod add;
 mod check;
+pub mod completions;
 mod daemon;
 mod doctor;
 mod exec;
@@ -113,6 +114,10 @@ pub enum Command {
     CheckToken(ralph::AgentArgs),
     /// Print an agent's stored long-lived token (nothing else) for piping.
     GetToken(ralph::AgentArgs),
+    /// Print the shell script that completes commands, flags and slot names.
+    Completions(completions::CompletionsArgs),
+    /// Print the manual page, or write one per command into a directory.
+    Man(completions::ManArgs),
 }
 
 /// `--agent` for slot commands.
@@ -127,7 +132,7 @@ pub struct AgentArg {
 #[derive(Debug, clap::Args)]
 pub struct Selection {
     /// Slot name or #N [default: the active slot].
-    #[arg(conflicts_with = "all")]
+    #[arg(conflicts_with = "all", add = slot_completer())]
     pub slot: Option<String>,
 
     /// Every slot of the agent.
@@ -176,6 +181,32 @@ pub fn hoist_agent(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
     rest
 }
 
+/// Completes slot names in the shell: the names in the catalog that start with what was
+/// typed, each with its account's email. Reads the catalog only (no lock, no network).
+pub fn slot_completer() -> clap_complete::engine::ArgValueCompleter {
+    clap_complete::engine::ArgValueCompleter::new(|current: &std::ffi::OsStr| {
+        let typed = current.to_string_lossy();
+        let Ok(paths) = Paths::from_env() else {
+            return Vec::new();
+        };
+        let Ok(catalog) = crate::catalog::Catalog::load(&paths.catalog_file()) else {
+            return Vec::new();
+        };
+        catalog
+            .slots
+            .iter()
+            .filter(|slot| slot.name.starts_with(typed.as_ref()))
+            .map(|slot| {
+                let candidate = clap_complete::engine::CompletionCandidate::new(&slot.name);
+                match &slot.email {
+                    Some(email) => candidate.help(Some(email.clone().into())),
+                    None => candidate,
+                }
+            })
+            .collect()
+    })
+}
+
 /// Parses a duration argument: `30s`, `5m`, `1h 30m`, or plain seconds.
 fn duration(text: &str) -> std::result::Result<std::time::Duration, String> {
     crate::refresh::parse_duration(text)
@@ -208,6 +239,8 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::StoreToken(args) => ralph::store(args, &paths, format),
         Command::CheckToken(args) => ralph::check(args, &paths, format),
         Command::GetToken(args) => ralph::get(args, &paths, format),
+        Command::Completions(args) => completions::completions(args),
+        Command::Man(args) => completions::man(args),
     }
 }
 

@@ -68,7 +68,7 @@ pub struct Args {
     pub target: String,
 
     /// Take the token from this slot (kept fresh) instead of stdin.
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", add = super::slot_completer())]
     pub slot: Option<String>,
 
     #[command(flatten)]

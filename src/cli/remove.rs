@@ -14,6 +14,7 @@ Removing the slot Claude Code uses now also deletes Claude Code's credentials fi
 out), and so needs --yes.")]
 pub struct Args {
     /// Slot name, or #N as numbered by `list`.
+    #[arg(add = super::slot_completer())]
     pub slot: String,
 
     /// Confirm removing the active slot together with Claude Code's live credential.

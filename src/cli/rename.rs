@@ -18,6 +18,7 @@ Only the name changes: the slot keeps its tokens, its place in `list` and, if Cl
 it, that too.")]
 pub struct Args {
     /// The slot: its name, #N, or its account's email.
+    #[arg(add = super::slot_completer())]
     pub slot: String,
 
     /// The new name: letters, digits and . _ @ + - (not first).

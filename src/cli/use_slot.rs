@@ -17,6 +17,7 @@ there since (a refreshed token, a new login) back into the slot it belongs to, o
 slot when it matches none: newer tokens are never lost.")]
 pub struct Args {
     /// Slot name, or #N as numbered by `list`.
+    #[arg(add = super::slot_completer())]
     pub slot: String,
 
     #[command(flatten)]

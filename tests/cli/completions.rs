@@ -1,0 +1,69 @@
+//! Shell completion (real bash: commands and slot names) and manual pages.
+
+use std::process::Command;
+
+use crate::support::*;
+
+/// Completes `words` (the last one being typed) in a real bash with tokenkeeper's script.
+fn bash_complete(env: &Env, words: &[&str]) -> Vec<String> {
+    let script = env.cmd(&["completions", "bash"]).ok().stdout;
+    let quoted: Vec<String> = words.iter().map(|w| format!("'{w}'")).collect();
+    let program = format!(
+        "{script}\nCOMP_WORDS=({}); COMP_CWORD={}; COMP_TYPE=9\n_clap_complete_tokenkeeper tokenkeeper '{}' tokenkeeper\nprintf '%s\\n' \"${{COMPREPLY[@]}}\"",
+        quoted.join(" "),
+        words.len() - 1,
+        words.last().unwrap()
+    );
+    let out = Command::new("bash")
+        .args(["--norc", "-c", &program])
+        .env_clear()
+        .envs(env.vars())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn bash_completes_commands_and_slot_names() {
+    let env = Env::new();
+    env.add_fresh("work");
+    env.add_fresh("wombat");
+    env.add_fresh("home");
+    assert_eq!(
+        bash_complete(&env, &["tokenkeeper", "use", "w"]),
+        vec!["work", "wombat"]
+    );
+    assert_eq!(
+        bash_complete(&env, &["tokenkeeper", "get", "h"]),
+        vec!["home"]
+    );
+    assert_eq!(bash_complete(&env, &["tokenkeeper", "ren"]), vec!["rename"]);
+    let flags = bash_complete(&env, &["tokenkeeper", "check", "--wi"]);
+    assert_eq!(flags, vec!["--within"]);
+    // Every shell gets a script.
+    for shell in ["zsh", "fish", "elvish", "powershell"] {
+        let out = env.cmd(&["completions", shell]).ok();
+        assert!(out.stdout.contains("tokenkeeper"), "{shell}");
+    }
+}
+
+#[test]
+fn man_prints_the_page_or_writes_one_per_command() {
+    let env = Env::new();
+    env.cmd(&["man"]).ok().stdout_has(".TH tokenkeeper 1");
+    let dir = env.root.join("man1");
+    env.cmd(&["man", dir.to_str().unwrap()])
+        .ok()
+        .stdout_has("manual pages to");
+    for page in ["tokenkeeper.1", "tokenkeeper-use.1", "tokenkeeper-rename.1"] {
+        assert!(dir.join(page).exists(), "{page}");
+    }
+}
