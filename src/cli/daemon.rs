@@ -7,12 +7,14 @@ use serde_json::json;
 use super::AgentArg;
 use super::output::{self, Format};
 use crate::daemon::unit::{self, Manager};
-use crate::daemon::{self, Daemon, Options};
+use crate::daemon::{self, Daemon, Options, record};
 use crate::durable;
 use crate::error::{Error, Result};
 use crate::paths::Paths;
 use crate::perms;
 use crate::refresh::Policy;
+use crate::timefmt;
+use jiff::Timestamp;
 
 #[derive(Debug, clap::Args)]
 #[command(
@@ -59,6 +61,35 @@ pub struct Args {
 pub enum Action {
     /// Write a user service (systemd unit or launchd LaunchAgent) that runs the daemon.
     Install(InstallArgs),
+    /// Whether a daemon runs (its pid), its last pass, the slot due next and what failed.
+    Status,
+    /// Stop the running daemon (SIGTERM; a refresh in progress finishes first).
+    Stop,
+    /// Remove the service definition `daemon install` wrote.
+    Uninstall(ManagerArgs),
+    /// Where the daemon's logs are, and the last of them when they can be read.
+    Logs(ManagerArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ManagerArgs {
+    /// The systemd user unit (the default on Linux).
+    #[arg(long, conflicts_with = "launchd")]
+    pub systemd: bool,
+
+    /// The launchd LaunchAgent (the default on macOS).
+    #[arg(long)]
+    pub launchd: bool,
+}
+
+impl ManagerArgs {
+    fn manager(&self) -> Manager {
+        match (self.systemd, self.launchd) {
+            (true, _) => Manager::Systemd,
+            (_, true) => Manager::Launchd,
+            _ => Manager::native(),
+        }
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -77,8 +108,13 @@ pub struct InstallArgs {
 }
 
 pub fn run(args: Args, paths: &Paths, format: Format) -> Result<u8> {
-    if let Some(Action::Install(install_args)) = args.action {
-        return install(install_args, format);
+    match args.action {
+        Some(Action::Install(install_args)) => return install(install_args, format),
+        Some(Action::Status) => return status(paths, format),
+        Some(Action::Stop) => return stop(paths, format),
+        Some(Action::Uninstall(which)) => return uninstall(which.manager(), format),
+        Some(Action::Logs(which)) => return logs(which.manager(), format),
+        None => {}
     }
     if args.interval.is_zero() {
         return Err(Error::usage("--interval must be more than 0"));
@@ -168,5 +204,97 @@ fn install(args: InstallArgs, format: Format) -> Result<u8> {
             "start it now and at every login with:\n  {enable}"
         ))?;
     }
+    Ok(0)
+}
+
+fn status(paths: &Paths, format: Format) -> Result<u8> {
+    let pid = daemon::running_pid(paths)?;
+    let last = record::PassRecord::load(&record::path(paths));
+    let now = Timestamp::now();
+    if format == Format::Json {
+        output::json(&json!({
+            "running": pid.is_some(),
+            "pid": pid,
+            "last_pass": last,
+        }))?;
+        return Ok(if pid.is_some() { 0 } else { 1 });
+    }
+    output::line(&match pid {
+        Some(pid) => format!("the daemon is running (pid {pid})"),
+        None => "no daemon is running (start it: tokenkeeper daemon, or daemon install)".into(),
+    })?;
+    if let Some(last) = &last {
+        output::line(&format!(
+            "last pass {} by pid {}: {} refreshed, {} failed",
+            timefmt::relative(last.at.min(now), now),
+            last.pid,
+            last.refreshed.len(),
+            last.failed.len()
+        ))?;
+        if let Some((slot, at)) = &last.next_due {
+            output::line(&format!(
+                "next due: '{slot}' {}",
+                timefmt::relative((*at).max(now), now)
+            ))?;
+        }
+        for (what, error) in &last.failed {
+            output::line(&format!("failed: {what}: {error}"))?;
+        }
+    }
+    Ok(if pid.is_some() { 0 } else { 1 })
+}
+
+fn stop(paths: &Paths, format: Format) -> Result<u8> {
+    let Some(pid) = daemon::running_pid(paths)? else {
+        output::line("no daemon is running")?;
+        return Ok(0);
+    };
+    let target = nix::unistd::Pid::from_raw(i32::try_from(pid).unwrap_or(i32::MAX));
+    nix::sys::signal::kill(target, nix::sys::signal::Signal::SIGTERM)
+        .map_err(|err| Error::failure(format!("cannot signal the daemon (pid {pid}): {err}")))?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while daemon::running_pid(paths)?.is_some() {
+        if std::time::Instant::now() >= deadline {
+            return Err(
+                Error::failure(format!("the daemon (pid {pid}) did not stop within 60s"))
+                    .with_hint(format!("stop it by force: kill -9 {pid}")),
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if format == Format::Json {
+        output::json(&json!({"stopped": pid}))?;
+    } else {
+        output::line(&format!("stopped the daemon (pid {pid})"))?;
+    }
+    Ok(0)
+}
+
+fn uninstall(manager: Manager, format: Format) -> Result<u8> {
+    let path = manager.path()?;
+    let removed = durable::remove(&path)?;
+    let disable = manager.disable_hint(&path);
+    if format == Format::Json {
+        output::json(&json!({"path": path, "removed": removed, "disable": disable}))?;
+    } else if removed {
+        output::line(&format!("removed {}", path.display()))?;
+        output::line(&format!("if it was running, also run:\n  {disable}"))?;
+    } else {
+        output::line(&format!(
+            "nothing to remove: {} does not exist",
+            path.display()
+        ))?;
+    }
+    Ok(0)
+}
+
+fn logs(manager: Manager, format: Format) -> Result<u8> {
+    let (place, command) = manager.logs();
+    if format == Format::Json {
+        output::json(&json!({"logs": place, "command": command}))?;
+        return Ok(0);
+    }
+    output::line(&format!("the daemon's logs: {place}"))?;
+    output::line(&format!("  {command}"))?;
     Ok(0)
 }

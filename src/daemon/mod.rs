@@ -7,6 +7,7 @@
 //! per user: a second one finds the lock taken and says which process holds it. SIGTERM or
 //! SIGINT stops it between two slots, so a refresh in progress always finishes its writes.
 
+pub mod record;
 pub mod unit;
 
 use std::collections::HashMap;
@@ -17,7 +18,7 @@ use jiff::Timestamp;
 use tracing::{debug, info, warn};
 
 use crate::agent::Agent;
-use crate::catalog::Slot;
+use crate::catalog::{Catalog, Slot};
 use crate::credential::Kind;
 use crate::error::{Error, Result};
 use crate::keeper::Keeper;
@@ -26,6 +27,7 @@ use crate::paths::Paths;
 use crate::refresh::{self, Due, Outcome, Policy};
 use crate::store::{Backend, Stores};
 use crate::usage::{self, SlotUsage};
+use record::PassRecord;
 
 /// First retry delay after a failure; doubles per consecutive failure up to `BACKOFF_MAX`.
 const BACKOFF_FIRST: Duration = Duration::from_secs(30);
@@ -65,6 +67,22 @@ pub struct Daemon {
     options: Options,
     slots: HashMap<String, SlotState>,
     _instance: FileLock,
+}
+
+/// The pid of the running daemon, if one runs (it holds the daemon lock).
+pub fn running_pid(paths: &Paths) -> Result<Option<u32>> {
+    let path = paths.data_dir.join("daemon.lock");
+    if !path.exists() {
+        return Ok(None);
+    }
+    if FileLock::try_acquire(&path)?.is_some() {
+        return Ok(None);
+    }
+    let holder = crate::perms::read_own(&path).unwrap_or_default();
+    Ok(String::from_utf8_lossy(&holder)
+        .split_whitespace()
+        .next()
+        .and_then(|pid| pid.parse().ok()))
 }
 
 impl Daemon {
@@ -137,7 +155,50 @@ impl Daemon {
             failed = result.pass.failed.len(),
             "pass done"
         );
+        self.record(&result.pass);
         Ok(result)
+    }
+
+    /// Leaves what this pass did for `daemon status`. Best effort: a record that cannot be
+    /// written must not stop the refreshing.
+    fn record(&self, pass: &Pass) {
+        let now = Timestamp::now();
+        let next_due = Catalog::load(&self.paths.catalog_file())
+            .ok()
+            .and_then(|catalog| {
+                catalog
+                    .slots
+                    .iter()
+                    .filter(|s| s.kind == Kind::Oauth && s.needs_login.is_none())
+                    .filter(|s| s.handed_over.is_none() && s.superseded_by.is_none())
+                    .map(|s| {
+                        let wait = match refresh::due(
+                            s.expires_at,
+                            s.refresh_expires_at,
+                            s.updated_at,
+                            now,
+                            &self.options.policy,
+                        ) {
+                            Due::No(wait) => wait,
+                            _ => jiff::SignedDuration::ZERO,
+                        };
+                        (
+                            s.name.clone(),
+                            now.checked_add(wait).unwrap_or(Timestamp::MAX),
+                        )
+                    })
+                    .min_by_key(|(_, at)| *at)
+            });
+        let record = PassRecord {
+            pid: std::process::id(),
+            at: now,
+            refreshed: pass.refreshed.clone(),
+            failed: pass.failed.clone(),
+            next_due,
+        };
+        if let Err(err) = record.save(&record::path(&self.paths)) {
+            warn!(error = %err.message(), "cannot record the pass for `daemon status`");
+        }
     }
 
     /// Asks every backend the slots live in whether it can be reached, so a daemon that

@@ -43,6 +43,8 @@ pub const NOT_CARRIED: [&str; 2] = ["BAO_TOKEN", "VAULT_TOKEN"];
 
 pub const SYSTEMD_NAME: &str = "tokenkeeper.service";
 pub const LAUNCHD_LABEL: &str = "dev.tokenkeeper.daemon";
+/// Where the LaunchAgent sends the daemon's stderr, under the home directory.
+const LAUNCHD_LOG: &str = "Library/Logs/tokenkeeper.log";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Manager {
@@ -80,6 +82,32 @@ impl Manager {
                 "systemctl --user daemon-reload && systemctl --user enable --now {SYSTEMD_NAME}"
             ),
             Manager::Launchd => format!("launchctl bootstrap gui/$(id -u) {}", path.display()),
+        }
+    }
+
+    /// What to run before removing the definition of a running service.
+    pub fn disable_hint(self, path: &Path) -> String {
+        match self {
+            Manager::Systemd => format!(
+                "systemctl --user disable --now {SYSTEMD_NAME} && systemctl --user daemon-reload"
+            ),
+            Manager::Launchd => format!("launchctl bootout gui/$(id -u) {}", path.display()),
+        }
+    }
+
+    /// Where the service's logs go, and the command that shows them.
+    pub fn logs(self) -> (String, String) {
+        match self {
+            Manager::Systemd => (
+                "the systemd journal".to_string(),
+                format!("journalctl --user -u {SYSTEMD_NAME} -e"),
+            ),
+            Manager::Launchd => {
+                let log = paths::home_dir()
+                    .map(|home| home.join(LAUNCHD_LOG).display().to_string())
+                    .unwrap_or_else(|_| format!("~/{LAUNCHD_LOG}"));
+                (log.clone(), format!("tail -f '{log}'"))
+            }
         }
     }
 
@@ -153,7 +181,7 @@ fn systemd_quote(text: &str) -> String {
 }
 
 fn launchd(exe: &str, env: &[(&str, String)]) -> Result<String> {
-    let log = paths::home_dir()?.join("Library/Logs/tokenkeeper.log");
+    let log = paths::home_dir()?.join(LAUNCHD_LOG);
     let log = xml(&log.display().to_string());
     let mut vars = String::new();
     if !env.is_empty() {

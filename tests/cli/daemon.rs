@@ -187,3 +187,57 @@ fn install_writes_or_prints_a_user_service() {
         .code(2)
         .stderr_has("cannot be used with");
 }
+
+#[test]
+fn issue14_daemon_status_stop_uninstall_and_logs() {
+    let provider = FakeProvider::start();
+    let env = Env::with_provider(&provider);
+    env.add_login("work", &provider.issue("d@example.com"));
+    env.cmd(&["daemon", "status"])
+        .run()
+        .code(1)
+        .stdout_has("no daemon is running");
+    let mut daemon = env
+        .cmd(&["daemon", "--interval", "1s", "--usage-every", "0"])
+        .spawn_piped();
+    let record = env.data_dir().join("daemon.json");
+    wait_until(30, "the daemon's first pass", || record.exists());
+    let pid = daemon.id();
+    env.cmd(&["daemon", "status"])
+        .ok()
+        .stdout_has(&format!("the daemon is running (pid {pid})"))
+        .stdout_has("0 failed")
+        .stdout_has("next due: 'work' in ");
+    let json = env
+        .cmd(&["daemon", "status", "--format", "json"])
+        .ok()
+        .json();
+    assert_eq!(json["pid"], pid);
+    assert_eq!(json["last_pass"]["next_due"][0], "work");
+    env.cmd(&["daemon", "stop"])
+        .ok()
+        .stdout_has(&format!("stopped the daemon (pid {pid})"));
+    assert!(daemon.wait().unwrap().success());
+    env.cmd(&["daemon", "status"]).run().code(1);
+    env.cmd(&["daemon", "stop"])
+        .ok()
+        .stdout_has("no daemon is running");
+
+    let unit = env.home.join(".config/systemd/user/tokenkeeper.service");
+    env.cmd(&["daemon", "install", "--systemd"]).ok();
+    assert!(unit.exists());
+    env.cmd(&["daemon", "uninstall", "--systemd"])
+        .ok()
+        .stdout_has(&format!("removed {}", unit.display()))
+        .stdout_has("systemctl --user disable --now tokenkeeper.service");
+    assert!(!unit.exists());
+    env.cmd(&["daemon", "uninstall", "--systemd"])
+        .ok()
+        .stdout_has("nothing to remove");
+    env.cmd(&["daemon", "logs", "--systemd"])
+        .ok()
+        .stdout_has("journalctl --user -u tokenkeeper.service");
+    env.cmd(&["daemon", "logs", "--launchd"])
+        .ok()
+        .stdout_has("Library/Logs/tokenkeeper.log");
+}
