@@ -268,6 +268,18 @@ impl Keeper {
         self.save()
     }
 
+    /// Keeps Claude Code's `oauthAccount` for a slot, for `use` to put back — when it names
+    /// the slot's account.
+    pub fn set_login_record(&mut self, slot_id: &str, record: serde_json::Value) -> Result<()> {
+        if let Some(slot) = self.catalog.get_mut(slot_id) {
+            let uuid = record.get("accountUuid").and_then(|v| v.as_str());
+            if slot.account_uuid.is_none() || uuid == slot.account_uuid.as_deref() {
+                slot.login_record = Some(record);
+            }
+        }
+        self.save()
+    }
+
     /// Records the provider profile of a slot's account.
     pub fn set_profile(&mut self, slot_id: &str, profile: &Profile) -> Result<()> {
         if let Some(slot) = self.catalog.get_mut(slot_id) {

@@ -55,19 +55,10 @@ pub fn secure_storage_dir() -> Result<PathBuf> {
     }
 }
 
-/// The Keychain service of Claude Code's credential: `Claude Code-credentials`, and when
-/// either directory variable is set, `-` and the first 8 hex digits of the SHA-256 of the
-/// credential store's directory (NFC), so installs with other directories keep other items.
-pub fn keychain_service() -> Result<String> {
-    let custom = std::env::var_os(ENV_SECURE_STORAGE_DIR).is_some()
-        || std::env::var_os(ENV_CONFIG_DIR).is_some();
-    if !custom {
-        return Ok(KEYCHAIN_SERVICE.to_string());
-    }
-    let dir = secure_storage_dir()?;
-    Ok(service_for_dir(&dir.to_string_lossy()))
-}
-
+/// The Keychain service of Claude Code's credential for a directory other than the default
+/// (either directory variable set): `Claude Code-credentials-` and the first 8 hex digits of
+/// the SHA-256 of the credential store's directory (NFC), so installs with other directories
+/// keep other items.
 fn service_for_dir(dir: &str) -> String {
     use unicode_normalization::UnicodeNormalization;
     let normalized: String = dir.nfc().collect();
@@ -128,6 +119,20 @@ pub enum Live {
 
 impl Live {
     pub fn locate() -> Result<Self> {
+        let custom = std::env::var_os(ENV_SECURE_STORAGE_DIR).is_some()
+            || std::env::var_os(ENV_CONFIG_DIR).is_some();
+        Self::in_dir(&secure_storage_dir()?, custom)
+    }
+
+    /// Where a Claude Code run with `CLAUDE_CONFIG_DIR=dir` keeps its credential (`login`
+    /// runs one so): the file in `dir`, or the Keychain item named for `dir`.
+    pub fn for_config_dir(dir: &Path) -> Result<Self> {
+        Self::in_dir(dir, true)
+    }
+
+    /// The credential store of directory `dir`; `custom`: a directory other than the
+    /// default, whose Keychain item carries its hash.
+    fn in_dir(dir: &Path, custom: bool) -> Result<Self> {
         let keychain = match std::env::var(ENV_LIVE)
             .ok()
             .filter(|v| !v.is_empty())
@@ -145,7 +150,7 @@ impl Live {
         };
         if !keychain {
             return Ok(Self::File {
-                path: secure_storage_dir()?.join(CREDENTIALS_FILE),
+                path: dir.join(CREDENTIALS_FILE),
             });
         }
         let user = std::env::var("USER")
@@ -155,10 +160,15 @@ impl Live {
                 Error::failure("cannot tell Claude Code's Keychain account: USER is not set")
                     .with_hint("set USER to your short user name")
             })?;
+        let service = if custom {
+            service_for_dir(&dir.to_string_lossy())
+        } else {
+            KEYCHAIN_SERVICE.to_string()
+        };
         Ok(Self::Keychain {
             store: KeychainStore::from_env(),
             key: SecretKey {
-                service: keychain_service()?,
+                service,
                 account: keychain_account(&user),
             },
         })

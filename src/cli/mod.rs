@@ -12,6 +12,7 @@ mod exec;
 mod export;
 mod get;
 mod list;
+mod login;
 mod migrate;
 mod output;
 mod proxy;
@@ -74,6 +75,8 @@ pub struct Cli {
 pub enum Command {
     /// Register a credential as a slot (by default the one Claude Code is logged in with).
     Add(add::Args),
+    /// Log in to another account through Claude Code, without logging out the current one.
+    Login(login::Args),
     /// Show every slot: active marker, name, kind, email, plan, expiry and quota used.
     #[command(alias = "ls")]
     List(list::Args),
@@ -222,6 +225,7 @@ pub fn run(cli: Cli) -> Result<u8> {
     match cli.command {
         Command::Add(args) => add::run(args, &paths, format),
         Command::List(args) => list::run(args, &paths, format),
+        Command::Login(args) => login::run(args, &paths, format),
         Command::Use(args) => use_slot::run(args, &paths, format),
         Command::Status(args) => status::run(args, &paths, format),
         Command::Get(args) => get::run(args, &paths, format),

@@ -16,6 +16,7 @@ mod get_check;
 mod help;
 mod lineage;
 mod list;
+mod login;
 mod migrate;
 mod proxy;
 mod ralph;
