@@ -5,7 +5,9 @@ use jiff::SignedDuration;
 use serde_json::{Value, json};
 
 use super::output::{self, Format};
+use super::style;
 use crate::agent::Agent;
+use crate::catalog::Slot;
 use crate::error::Result;
 use crate::keeper::Keeper;
 use crate::paths::Paths;
@@ -96,41 +98,127 @@ pub fn run(args: Args, paths: &Paths, format: Format) -> Result<u8> {
         );
         return Ok(0);
     }
-    let mut table = Table::new();
-    table.load_style(presets::NOTHING);
-    let mut header = vec!["", "#", "NAME", "AGENT", "KIND", "EMAIL", "PLAN", "EXPIRES"];
+    let agent_column = {
+        let mut seen: Vec<&str> = rows
+            .iter()
+            .map(|(_, slot, _)| slot.agent.as_str())
+            .collect();
+        seen.sort_unstable();
+        seen.dedup();
+        seen.len() > 1
+    };
     let usage_columns: &[&str] = match (args.no_usage, args.detail) {
         (true, _) => &[],
         (false, false) => &[usage::FIVE_HOUR, usage::SEVEN_DAY],
         (false, true) => &USAGE_DETAIL,
     };
+    let text = fit(&rows, agent_column, usage_columns, now, style::width());
+    output::line(&paint(&text, &rows, usage_columns)).map(|()| 0)
+}
+
+/// How much a table gives up to fit a narrow terminal, in this order: the expiry's date (the
+/// relative time stays), KIND, PLAN, the per-model quota columns, the email's tail, the email.
+const FIT_STEPS: usize = 6;
+
+/// The table at the first step of `FIT_STEPS` that fits `width` (all of it when unlimited).
+fn fit(
+    rows: &[(usize, &Slot, bool)],
+    agent_column: bool,
+    usage_columns: &[&str],
+    now: jiff::Timestamp,
+    width: Option<usize>,
+) -> String {
+    let mut text = String::new();
+    for step in 0..=FIT_STEPS {
+        text = render(rows, agent_column, usage_columns, now, step);
+        let widest = text.lines().map(|l| l.chars().count()).max().unwrap_or(0);
+        if width.is_none_or(|w| widest <= w) {
+            break;
+        }
+    }
+    text
+}
+
+fn render(
+    rows: &[(usize, &Slot, bool)],
+    agent_column: bool,
+    usage_columns: &[&str],
+    now: jiff::Timestamp,
+    step: usize,
+) -> String {
+    let short_expiry = step >= 1;
+    let kind = step < 2;
+    let plan = step < 3;
+    let usage_columns = if step >= 4 {
+        &usage_columns[..usage_columns.len().min(2)]
+    } else {
+        usage_columns
+    };
+    let email = match step {
+        ..5 => Some(usize::MAX),
+        5 => Some(24),
+        _ => None,
+    };
+    let mut header = vec!["", "#", "NAME"];
+    if agent_column {
+        header.push("AGENT");
+    }
+    if kind {
+        header.push("KIND");
+    }
+    if email.is_some() {
+        header.push("EMAIL");
+    }
+    if plan {
+        header.push("PLAN");
+    }
+    header.push("EXPIRES");
     header.extend(usage_columns.iter().map(|id| column_title(id)));
+    let mut table = Table::new();
+    table.load_style(presets::NOTHING);
     table.set_header(header);
-    for (index, slot, active) in &rows {
+    for (index, slot, active) in rows {
+        let when = |at: jiff::Timestamp| {
+            if short_expiry {
+                timefmt::relative(at, now)
+            } else {
+                format!("{} ({})", timefmt::local(at), timefmt::relative(at, now))
+            }
+        };
         let expires = match slot.expires_at {
-            _ if slot.needs_login.is_some() => "needs login".to_string(),
+            _ if slot.needs_login.is_some() => NEEDS_LOGIN.to_string(),
             _ if slot.superseded_by.is_some() => "superseded (not refreshed)".to_string(),
-            Some(at) if slot.handed_over.is_some() => {
-                format!("{} (handed over)", timefmt::local(at))
+            Some(at) if slot.handed_over.is_some() => format!("{} (handed over)", when(at)),
+            Some(at) if at <= now && short_expiry => {
+                format!("expired {}", timefmt::relative(at, now))
             }
             Some(at) if at <= now => format!(
                 "{} (expired {})",
                 timefmt::local(at),
                 timefmt::relative(at, now)
             ),
-            Some(at) => format!("{} ({})", timefmt::local(at), timefmt::relative(at, now)),
+            Some(at) => when(at),
             None => "-".to_string(),
         };
         let mut row = vec![
             if *active { "*" } else { "" }.to_string(),
             format!("#{index}"),
             slot.name.clone(),
-            slot.agent.clone(),
-            slot.kind.to_string(),
-            slot.email.clone().unwrap_or_else(|| "-".into()),
-            slot.subscription_type.clone().unwrap_or_else(|| "-".into()),
-            expires,
         ];
+        if agent_column {
+            row.push(slot.agent.clone());
+        }
+        if kind {
+            row.push(slot.kind.to_string());
+        }
+        if let Some(max) = email {
+            let text = slot.email.clone().unwrap_or_else(|| "-".into());
+            row.push(abbreviate(&text, max));
+        }
+        if plan {
+            row.push(slot.subscription_type.clone().unwrap_or_else(|| "-".into()));
+        }
+        row.push(expires);
         row.extend(usage_columns.iter().map(|id| match &slot.usage {
             Some(snapshot) => snapshot.percent_text(id),
             None => "-".to_string(),
@@ -139,7 +227,49 @@ pub fn run(args: Args, paths: &Paths, format: Format) -> Result<u8> {
     }
     let text = table.to_string();
     let lines: Vec<&str> = text.lines().map(str::trim_end).collect();
-    output::line(&lines.join("\n")).map(|()| 0)
+    lines.join("\n")
+}
+
+const NEEDS_LOGIN: &str = "needs login";
+
+/// `text` cut to `max` characters, the cut marked with `…`.
+fn abbreviate(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let kept: String = text.chars().take(max.saturating_sub(1)).collect();
+    format!("{kept}…")
+}
+
+/// Colours a laid-out table (colour never changes the layout): the active marker, "needs
+/// login", and quota from 80 % (yellow) and 95 % (red).
+fn paint(text: &str, rows: &[(usize, &Slot, bool)], usage_columns: &[&str]) -> String {
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    for ((_, slot, active), line) in rows.iter().zip(lines.iter_mut().skip(1)) {
+        let mut painted = line.clone();
+        // Quota cells end the line: colour them from the right.
+        let mut end = painted.len();
+        for id in usage_columns.iter().rev() {
+            let Some(snapshot) = &slot.usage else { break };
+            let cell = snapshot.percent_text(id);
+            let Some(at) = painted[..end].rfind(&cell) else {
+                continue;
+            };
+            if let Some(percent) = snapshot.window(id).and_then(|w| w.percent) {
+                let colored = style::paint(&cell, style::quota(percent));
+                painted.replace_range(at..at + cell.len(), &colored);
+            }
+            end = at;
+        }
+        if slot.needs_login.is_some() {
+            painted = painted.replacen(NEEDS_LOGIN, &style::paint(NEEDS_LOGIN, style::bad()), 1);
+        }
+        if *active {
+            painted = painted.replacen('*', &style::paint("*", style::active()), 1);
+        }
+        *line = painted;
+    }
+    lines.join("\n")
 }
 
 fn column_title(id: &str) -> &'static str {

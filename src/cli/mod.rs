@@ -21,6 +21,7 @@ mod refresh;
 mod remove;
 mod rename;
 mod status;
+pub mod style;
 mod usage;
 mod use_slot;
 
@@ -58,6 +59,10 @@ pub struct Cli {
     /// Same as --format json.
     #[arg(long, global = true)]
     pub json: bool,
+
+    /// Colour: on a terminal only (auto, and never with NO_COLOR), always, or never.
+    #[arg(long, global = true, value_enum, default_value_t = style::ColorChoice::Auto)]
+    pub color: style::ColorChoice,
 
     /// Where new secrets go [default: TOKENKEEPER_BACKEND, the config file, or auto].
     #[arg(long, global = true, value_enum)]
@@ -219,6 +224,7 @@ fn duration(text: &str) -> std::result::Result<std::time::Duration, String> {
 
 /// Runs the parsed command; returns the exit code for commands that report a state by it.
 pub fn run(cli: Cli) -> Result<u8> {
+    style::init(cli.color);
     let mut paths = Paths::from_env()?;
     paths.backend = cli.backend;
     let format = cli.format;

@@ -5,6 +5,7 @@ use jiff::Timestamp;
 use serde_json::{Value, json};
 
 use super::output::{self, Format};
+use super::style;
 use crate::catalog::{Catalog, Slot};
 use crate::error::Result;
 use crate::paths::Paths;
@@ -71,7 +72,7 @@ fn describe(slot: &Slot, now: Timestamp) -> String {
         line.push_str(&format!(" ({})", about.join(", ")));
     }
     let state = if slot.needs_login.is_some() {
-        "needs login".to_string()
+        style::paint("needs login", style::bad())
     } else if slot.superseded_by.is_some() {
         "superseded".to_string()
     } else {
@@ -85,7 +86,12 @@ fn describe(slot: &Slot, now: Timestamp) -> String {
     if let Some(snapshot) = &slot.usage {
         for id in [usage::FIVE_HOUR, usage::SEVEN_DAY] {
             if let Some(window) = snapshot.window(id) {
-                line.push_str(&format!(", {} {}", window.label, snapshot.percent_text(id)));
+                let percent = snapshot.percent_text(id);
+                let percent = match window.percent {
+                    Some(value) => style::paint(&percent, style::quota(value)),
+                    None => percent,
+                };
+                line.push_str(&format!(", {} {percent}", window.label));
             }
         }
         let age = now.as_second() - snapshot.taken_at.as_second();

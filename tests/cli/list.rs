@@ -94,3 +94,51 @@ fn slots_are_addressed_by_number() {
         .stderr_has("no claude slot #3");
     env.cmd(&["get", "#x"]).fails(2);
 }
+
+#[test]
+fn issue14_list_fits_the_terminal_and_colours_only_when_asked() {
+    use crate::support::provider::FakeProvider;
+    let provider = FakeProvider::start();
+    let env = Env::with_provider(&provider);
+    provider.set_usage(serde_json::json!({
+        "five_hour": {"utilization": 96.0, "resets_at": null},
+        "seven_day": {"utilization": 81.0, "resets_at": null}
+    }));
+    env.add_login(
+        "a-rather-long-slot-name",
+        &provider.issue("someone.with.a.very.long.address@example-company.com"),
+    );
+    env.cmd(&["use", "a-rather-long-slot-name"]).ok();
+    env.cmd(&["usage", "--all"]).ok();
+
+    // Wide: everything, no AGENT column with one agent, no colour off a terminal.
+    let wide = env.cmd(&["list"]).env("COLUMNS", "250").ok();
+    wide.stdout_has("KIND")
+        .stdout_has("PLAN")
+        .stdout_has("example-company.com");
+    assert!(!wide.stdout.contains("AGENT"));
+    assert!(!wide.stdout.contains('\u{1b}'), "no colour off a terminal");
+    // 80 columns: the stated order gives way until it fits; the name and quota stay.
+    let narrow = env.cmd(&["list"]).env("COLUMNS", "80").ok();
+    for line in narrow.stdout.lines() {
+        assert!(line.chars().count() <= 80, "{line:?}\n{}", narrow.stdout);
+    }
+    narrow
+        .stdout_has("a-rather-long-slot-name")
+        .stdout_has("96%");
+    assert!(!narrow.stdout.contains("KIND"));
+    // Asked for: the active marker, and quota at 95 % red, at 80 % yellow.
+    let colored = env
+        .cmd(&["list", "--color", "always"])
+        .env("COLUMNS", "250")
+        .ok();
+    colored
+        .stdout_has("\u{1b}[31m96%")
+        .stdout_has("\u{1b}[33m81%")
+        .stdout_has("\u{1b}[1m\u{1b}[32m*");
+    let never = env
+        .cmd(&["list", "--color", "never"])
+        .env("COLUMNS", "250")
+        .ok();
+    assert!(!never.stdout.contains('\u{1b}'));
+}
