@@ -16,7 +16,7 @@ use crate::credential::{Credential, Kind};
 use crate::durable;
 use crate::error::{Error, Result};
 use crate::perms;
-use crate::store::Backend;
+use crate::store::{Backend, SecretKey};
 use crate::usage::Snapshot;
 
 const VERSION: u32 = 1;
@@ -83,6 +83,10 @@ pub struct Slot {
     /// Set when the provider refused the refresh token: the provider's error code.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub needs_login: Option<String>,
+    /// The long-lived token of the ralph commands (`store-token`) for agent `agent`: its secret
+    /// keeps the item name the ralph spec gives it, `<agent>-token` / `agent-loop`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ralph: bool,
     /// Set when the answer to the slot's last refresh could not be applied; it was set aside.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stranded: Option<Stranded>,
@@ -138,6 +142,7 @@ impl Slot {
             refresh_expires_at: None,
             needs_login: None,
             stranded: None,
+            ralph: false,
             handed_over: None,
             login_record: None,
             superseded_by: None,
@@ -168,6 +173,15 @@ impl Slot {
         self.expires_at = credential.expires_at();
         self.refresh_expires_at = credential.refresh_expires_at();
         self.updated_at = now;
+    }
+
+    /// Where the slot's secret is kept in its backend.
+    pub fn secret_key(&self) -> SecretKey {
+        if self.ralph {
+            SecretKey::ralph(&self.agent)
+        } else {
+            SecretKey::slot(&self.agent, &self.id)
+        }
     }
 
     /// The `oauthAccount` object Claude Code should see while this slot is in use: the one

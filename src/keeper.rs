@@ -22,7 +22,7 @@ use crate::net;
 use crate::paths::Paths;
 use crate::perms;
 use crate::provider::Profile;
-use crate::store::{self, Backend, SecretKey, Stores};
+use crate::store::{self, Backend, Stores};
 use crate::usage::Snapshot;
 
 pub struct Keeper {
@@ -342,7 +342,7 @@ impl Keeper {
         if let Some(unapplied) = self.unapplied.get(&slot.id) {
             return Ok(unapplied.credential.clone());
         }
-        let key = SecretKey::slot(&slot.agent, &slot.id);
+        let key = slot.secret_key();
         let store = self.stores.get(slot.backend);
         let secret = store.get(&key)?.ok_or_else(|| {
             Error::failure(format!(
@@ -363,10 +363,9 @@ impl Keeper {
 
     /// Stores a slot's credential. It supersedes whatever the journal still held for the slot.
     fn put(&mut self, slot: &Slot, credential: &Credential) -> Result<()> {
-        self.stores.get(slot.backend).put(
-            &SecretKey::slot(&slot.agent, &slot.id),
-            &credential.to_secret_json(),
-        )?;
+        self.stores
+            .get(slot.backend)
+            .put(&slot.secret_key(), &credential.to_secret_json())?;
         if let Some(unapplied) = self.unapplied.remove(&slot.id) {
             let journal = Journal::new(&self.paths);
             for path in &unapplied.paths {
@@ -732,6 +731,51 @@ impl Keeper {
         Ok((Switched::Switched, slot))
     }
 
+    /// The slot holding agent `agent`'s ralph token, if the catalog knows one.
+    pub fn ralph_slot(&self, agent: &str) -> Option<&Slot> {
+        self.catalog
+            .slots
+            .iter()
+            .find(|s| s.ralph && s.agent == agent)
+    }
+
+    /// Stores agent `agent`'s ralph token: in the backend its slot already names, else in the
+    /// one for new secrets, as a long-lived slot named `<agent>-token` (a suffix if taken).
+    /// `stored`: the token is already in `backend` (found there, not handed in), so only the
+    /// catalog learns of it.
+    pub fn keep_ralph(
+        &mut self,
+        agent: &str,
+        credential: &Credential,
+        stored: Option<Backend>,
+    ) -> Result<()> {
+        let id = match self.ralph_slot(agent) {
+            Some(slot) => slot.id.clone(),
+            None => {
+                let name = self.catalog.unique_name(agent, &format!("{agent}-token"));
+                let backend = match stored {
+                    Some(backend) => backend,
+                    None => self.backend()?,
+                };
+                let mut slot = Slot::new(agent, &name, credential, backend, self.now);
+                slot.ralph = true;
+                let id = slot.id.clone();
+                self.catalog.slots.push(slot);
+                id
+            }
+        };
+        let slot = self.catalog.get(&id).expect("present").clone();
+        if stored.is_none() {
+            self.put(&slot, credential)?;
+        }
+        let now = self.now;
+        self.catalog
+            .get_mut(&id)
+            .expect("present")
+            .absorb(credential, now);
+        self.save()
+    }
+
     /// Renames a slot; returns its old name. Only the catalog changes: the secret's key is
     /// the slot's id, so nothing stored moves.
     pub fn rename(&mut self, agent: Agent, selector: &str, new: &str) -> Result<String> {
@@ -786,9 +830,7 @@ impl Keeper {
         } else {
             None
         };
-        self.stores
-            .get(slot.backend)
-            .delete(&SecretKey::slot(&slot.agent, &slot.id))?;
+        self.stores.get(slot.backend).delete(&slot.secret_key())?;
         Ok(Removed { slot, cleared_live })
     }
 }
@@ -805,7 +847,7 @@ impl Keeper {
             .cloned()
             .ok_or_else(|| Error::failure("the slot was removed meanwhile"))?;
         let from = slot.backend;
-        let key = SecretKey::slot(&slot.agent, &slot.id);
+        let key = slot.secret_key();
         if from == to {
             // A migration killed after switching the catalog left the old copy behind: a
             // secret nobody reads any more. Best effort: a backend that cannot be reached
@@ -929,9 +971,7 @@ impl Keeper {
                 self.catalog.remove(&newer.id);
                 self.save()?;
                 failpoint("settle:after-catalog");
-                self.stores
-                    .get(newer.backend)
-                    .delete(&SecretKey::slot(&newer.agent, &newer.id))?;
+                self.stores.get(newer.backend).delete(&newer.secret_key())?;
                 Ok(Settled::Merged { from: newer.name })
             }
         }

@@ -1,15 +1,16 @@
 //! The ralph token commands' storage: one long-lived token per agent, kept in the flat shape
 //! `{"accessToken","expiresAt"}` under `SecretKey::ralph(agent)` (`<agent>-token` / `agent-loop`,
-//! the names the ralph spec gives its Keychain items).
+//! the names the ralph spec gives its Keychain items). Each is an ordinary long-lived slot of the
+//! catalog (`<agent>-token`), so `list`, `doctor`, `migrate` and `remove` know it.
 
 use jiff::Timestamp;
 
 use crate::credential::{Credential, InputForm};
 use crate::error::{Error, Result};
+use crate::keeper::Keeper;
 use crate::paths::Paths;
-use crate::perms;
 use crate::secret::Secret;
-use crate::store::{self, SecretKey, SecretStore, Stores};
+use crate::store::{self, SecretKey, Stores};
 
 const MAX_AGENT_LEN: usize = 32;
 
@@ -20,27 +21,23 @@ pub enum Status {
     Missing,
 }
 
+/// The ralph commands' view of the catalog: one long-lived slot per agent.
 pub struct TokenStore {
-    stores: Stores,
-    backend: store::Backend,
+    keeper: Keeper,
+    paths: Paths,
 }
 
 impl TokenStore {
     pub fn open(paths: &Paths) -> Result<Self> {
-        perms::ensure_private_dir(&paths.data_dir)?;
         Ok(Self {
-            stores: Stores::new(paths),
-            backend: store::select(paths)?.backend,
+            keeper: Keeper::open(paths.clone())?,
+            paths: paths.clone(),
         })
-    }
-
-    fn backend(&self) -> &dyn SecretStore {
-        self.stores.get(self.backend)
     }
 
     /// Stores what was piped in; returns the stored credential's expiry.
     pub fn store(
-        &self,
+        &mut self,
         agent: &str,
         input: &Secret,
         now: Timestamp,
@@ -49,24 +46,36 @@ impl TokenStore {
         let expires_at = credential
             .expires_at()
             .expect("from_input always sets an expiry");
-        self.backend()
-            .put(&SecretKey::ralph(agent), &credential.to_secret_json())?;
+        self.keeper.keep_ralph(agent, &credential, None)?;
         Ok((expires_at, form))
     }
 
-    pub fn load(&self, agent: &str) -> Result<Option<Credential>> {
-        let key = SecretKey::ralph(agent);
-        match self.backend().get(&key)? {
-            None => Ok(None),
-            Some(secret) => Credential::parse(
-                secret.expose_secret().as_bytes(),
-                &format!("the stored token for agent {agent}"),
-            )
-            .map(Some),
+    /// The agent's token: from its slot, or — stored before the catalog knew of it — from the
+    /// backend for new secrets, and then recorded as a slot.
+    pub fn load(&mut self, agent: &str) -> Result<Option<Credential>> {
+        let origin = format!("the stored token for agent {agent}");
+        if let Some(slot) = self.keeper.ralph_slot(agent).cloned() {
+            let store = Stores::new(&self.paths);
+            return match store.get(slot.backend).get(&slot.secret_key())? {
+                None => Ok(None),
+                Some(secret) => {
+                    Credential::parse(secret.expose_secret().as_bytes(), &origin).map(Some)
+                }
+            };
         }
+        let backend = store::select(&self.paths)?.backend;
+        let Some(secret) = Stores::new(&self.paths)
+            .get(backend)
+            .get(&SecretKey::ralph(agent))?
+        else {
+            return Ok(None);
+        };
+        let credential = Credential::parse(secret.expose_secret().as_bytes(), &origin)?;
+        self.keeper.keep_ralph(agent, &credential, Some(backend))?;
+        Ok(Some(credential))
     }
 
-    pub fn status(&self, agent: &str, now: Timestamp) -> Result<Status> {
+    pub fn status(&mut self, agent: &str, now: Timestamp) -> Result<Status> {
         Ok(match self.load(agent)? {
             None => Status::Missing,
             Some(credential) => match credential.expires_at() {

@@ -24,7 +24,7 @@ use crate::lock::{ClaudeLock, FileLock};
 use crate::net;
 use crate::paths::Paths;
 use crate::provider::ProviderError;
-use crate::store::{SecretKey, Stores};
+use crate::store::Stores;
 
 /// Environment variable overriding the refresh margin (e.g. `10m`, `1h`, `90s`).
 pub const ENV_MARGIN: &str = "TOKENKEEPER_REFRESH_MARGIN";
@@ -316,7 +316,7 @@ pub fn ensure_fresh(
     };
     let lease = Stores::new(paths)
         .get(slot.backend)
-        .lease(&SecretKey::slot(&slot.agent, &slot.id), wait);
+        .lease(&slot.secret_key(), wait);
     let _shared = match lease {
         Ok(lease) => lease,
         Err(err) if valid => return defer(err.message()),

@@ -67,9 +67,22 @@ pub fn run(args: Args, paths: &Paths, format: Format) -> Result<u8> {
 
     // (position within its agent, slot, active)
     let mut rows = Vec::new();
-    for agent in &agents {
-        let active = catalog.active_id(agent.name());
-        for (i, slot) in catalog.slots_of(agent.name()).enumerate() {
+    // Without --agent, every agent with slots (the ralph commands keep tokens for any agent).
+    let mut names: Vec<&str> = agents.iter().map(|a| a.name()).collect();
+    if args.agent.is_none() {
+        let mut others: Vec<&str> = catalog
+            .slots
+            .iter()
+            .map(|s| s.agent.as_str())
+            .filter(|a| !names.contains(a))
+            .collect();
+        others.sort_unstable();
+        others.dedup();
+        names.extend(others);
+    }
+    for agent in &names {
+        let active = catalog.active_id(agent);
+        for (i, slot) in catalog.slots_of(agent).enumerate() {
             rows.push((i + 1, slot, active == Some(slot.id.as_str())));
         }
     }

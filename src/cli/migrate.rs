@@ -44,7 +44,13 @@ pub fn run(args: Args, paths: &Paths, format: Format) -> Result<u8> {
         let keeper = Keeper::open(paths.clone())?;
         let catalog = keeper.catalog();
         match (&args.selection.slot, args.selection.all) {
-            (_, true) => catalog.slots_of(args.agent.agent.name()).cloned().collect(),
+            // Every slot of the agent, and the ralph commands' tokens of every agent.
+            (_, true) => catalog
+                .slots
+                .iter()
+                .filter(|s| s.agent == args.agent.agent.name() || s.ralph)
+                .cloned()
+                .collect(),
             (selector, false) => {
                 let selector = selector.as_deref().ok_or_else(|| {
                     Error::usage("name a slot, or --all")

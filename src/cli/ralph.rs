@@ -95,7 +95,7 @@ pub fn get(args: AgentArgs, paths: &Paths, format: Format) -> Result<u8> {
     let agent = &args.agent;
     ralph::validate_agent(agent)?;
     let now = Timestamp::now();
-    let store = TokenStore::open(paths)?;
+    let mut store = TokenStore::open(paths)?;
     let credential = store
         .load(agent)?
         .ok_or_else(|| Error::failure(missing_message(agent)))?;

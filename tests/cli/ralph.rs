@@ -152,3 +152,78 @@ fn issue14_agent_goes_before_or_after_the_command_and_short_tokens_are_stored() 
         .fails(1)
         .stderr_has("does not look like a token");
 }
+
+#[test]
+fn issue14_ralph_tokens_are_ordinary_slots_in_list_doctor_migrate_and_remove() {
+    let env = Env::new();
+    env.cmd(&["store-token"]).stdin(access("ralph")).ok();
+    env.cmd(&["store-token", "--agent", "codex"])
+        .stdin(access("codex"))
+        .ok();
+    let listed = env
+        .cmd(&["list", "--format", "json", "--no-usage"])
+        .ok()
+        .json();
+    let names: Vec<(&str, &str, &str)> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap(),
+                s["agent"].as_str().unwrap(),
+                s["kind"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            ("claude-token", "claude", "long-lived"),
+            ("codex-token", "codex", "long-lived")
+        ]
+    );
+    env.cmd(&["list", "--no-usage"]).ok().stdout_has("AGENT");
+    let doctor = env.cmd(&["doctor", "--format", "json"]).ok().json();
+    assert_eq!(doctor["backends"][0]["slots"], 2);
+    // Stored again: the same slot, the new token; the spec's messages are unchanged.
+    env.cmd(&["store-token"]).stdin(access("ralph2")).ok();
+    env.cmd(&["get-token"])
+        .ok()
+        .stdout_is(&format!("{}\n", access("ralph2")));
+    assert_eq!(
+        env.cmd(&["list", "--format", "json", "--no-usage"])
+            .ok()
+            .json()
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    // A token stored before the catalog knew of it is found and recorded.
+    let legacy = env.data_dir().join("store/gemini-token");
+    std::fs::create_dir_all(&legacy).unwrap();
+    std::fs::set_permissions(&legacy, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let blob = format!(
+        r#"{{"accessToken":"{}","expiresAt":{}}}"#,
+        access("gem"),
+        now_ms() + 86_400_000
+    );
+    std::fs::write(legacy.join("agent-loop"), blob).unwrap();
+    std::fs::set_permissions(
+        legacy.join("agent-loop"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    env.cmd(&["check-token", "--agent", "gemini"])
+        .ok()
+        .stdout_has("token valid for agent gemini");
+    env.cmd(&["list", "--no-usage"])
+        .ok()
+        .stdout_has("gemini-token");
+    // Removed like any slot: the ralph command then finds none.
+    env.cmd(&["remove", "claude-token"]).ok();
+    env.cmd(&["check-token"])
+        .fails(1)
+        .stderr_has("no token found for agent claude");
+}
