@@ -4,6 +4,7 @@ use jiff::Timestamp;
 use serde_json::{Value, json};
 
 use super::output::{self, Format};
+use super::style;
 use super::{AgentArg, Selection};
 use crate::catalog::Slot;
 use crate::error::{Error, Result};
@@ -147,16 +148,31 @@ fn render(slot: &Slot, snap: &Snapshot, now: Timestamp) -> String {
     if snap.windows.is_empty() {
         lines.push("  no usage windows reported".to_string());
     }
+    let width = style::width();
     for window in &snap.windows {
         let percent = window.percent.map_or("-".to_string(), usage::percent_text);
+        // Padded before it is coloured, so colour never shifts a column.
+        let padded = format!("{percent:>5}");
+        let shown = match window.percent {
+            Some(value) => style::paint(&padded, style::quota(value)),
+            None => padded.clone(),
+        };
+        let label = format!("  {:<14} ", window.label);
         let resets = window.resets_at.map_or(String::new(), |at| {
-            format!(
+            let long = format!(
                 "  resets {} ({})",
                 timefmt::local(at),
                 timefmt::relative(at, now)
-            )
+            );
+            // Too wide for the terminal: the relative time alone.
+            let used = label.chars().count() + padded.len() + long.chars().count();
+            if width.is_some_and(|w| used > w) {
+                format!("  resets {}", timefmt::relative(at, now))
+            } else {
+                long
+            }
         });
-        lines.push(format!("  {:<14} {percent:>5}{resets}", window.label));
+        lines.push(format!("{label}{shown}{resets}"));
     }
     lines.join("\n")
 }

@@ -279,3 +279,24 @@ fn usage_of_many_slots_runs_concurrently_within_the_bound() {
             .all(|s| s["usage"].is_object())
     );
 }
+
+#[test]
+fn issue14_usage_colours_quota_at_80_and_95_percent_when_asked() {
+    let provider = FakeProvider::start();
+    let env = Env::with_provider(&provider);
+    provider.set_usage(serde_json::json!({
+        "five_hour": {"utilization": 97.0, "resets_at": null},
+        "seven_day": {"utilization": 10.0, "resets_at": null}
+    }));
+    env.add_login("work", &provider.issue("c@example.com"));
+    let plain = env.cmd(&["usage", "work"]).ok();
+    assert!(!plain.stdout.contains('\u{1b}'));
+    plain.stdout_has("  5-hour           97%");
+    env.cmd(&["usage", "work", "--color", "always"])
+        .ok()
+        .stdout_has("\u{1b}[31m  97%");
+    env.cmd(&["usage", "work"])
+        .env("NO_COLOR", "1")
+        .ok()
+        .stdout_has("  5-hour           97%");
+}
