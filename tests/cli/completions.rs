@@ -56,6 +56,36 @@ fn bash_completes_commands_and_slot_names() {
 }
 
 #[test]
+fn fish_completes_slot_names() {
+    let env = Env::new();
+    env.add_fresh("work");
+    env.add_fresh("wombat");
+    let script = env.root.join("tokenkeeper.fish");
+    std::fs::write(&script, env.cmd(&["completions", "fish"]).ok().stdout).unwrap();
+    let out = Command::new("fish")
+        .arg("--no-config")
+        .arg("-c")
+        .arg(format!(
+            "source {}; complete -C 'tokenkeeper use w'",
+            script.display()
+        ))
+        .env_clear()
+        .envs(env.vars())
+        .output()
+        .expect("fish runs (scripts/test installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let words: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.split('\t').next().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(words, vec!["work", "wombat"]);
+}
+
+#[test]
 fn man_prints_the_page_or_writes_one_per_command() {
     let env = Env::new();
     env.cmd(&["man"]).ok().stdout_has(".TH tokenkeeper 1");
