@@ -86,6 +86,39 @@ fn fish_completes_slot_names() {
 }
 
 #[test]
+fn zsh_runs_the_completer_for_slot_names() {
+    let env = Env::new();
+    env.add_fresh("work");
+    env.add_fresh("wombat");
+    env.add_fresh("home");
+    let script = env.root.join("_tokenkeeper");
+    std::fs::write(&script, env.cmd(&["completions", "zsh"]).ok().stdout).unwrap();
+    // The script's own function runs in a real zsh; compsys's `compdef` and `_describe` are
+    // stood in for (they need an interactive completion widget), the latter printing what it
+    // was handed.
+    let program = format!(
+        "compdef() {{ :; }}; _describe() {{ print -l -- ${{(P)3}}; }}; source {}; words=(tokenkeeper use w); CURRENT=3; _clap_dynamic_completer_tokenkeeper",
+        script.display()
+    );
+    let out = Command::new("zsh")
+        .args(["-f", "-c", &program])
+        .env_clear()
+        .envs(env.vars())
+        .output()
+        .expect("zsh runs (scripts/test installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let words: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.split(':').next().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(words, vec!["work", "wombat"]);
+}
+
+#[test]
 fn man_prints_the_page_or_writes_one_per_command() {
     let env = Env::new();
     env.cmd(&["man"]).ok().stdout_has(".TH tokenkeeper 1");
