@@ -92,7 +92,7 @@ pub enum Command {
     Status(status::Args),
     /// Print a slot's access token, for piping into another program.
     Get(get::Args),
-    /// Exit 0 if a slot's access token is still valid, 1 if expired or missing.
+    /// Exit 0 if a slot can be used now (valid, or renewed on use), 1 if it needs a login.
     Check(check::Args),
     /// Refresh a slot's tokens now (when due, or with --force).
     Refresh(refresh::Args),

@@ -2,7 +2,6 @@
 //! the slot's account, every other byte of that file is kept, and a real Claude Code agrees.
 
 use std::fs;
-use std::process::Command;
 
 use serde_json::{Value, json};
 
@@ -10,10 +9,9 @@ use crate::support::provider::FakeProvider;
 use crate::support::*;
 
 /// The real Claude Code `scripts/test` installs (pinned), for the checks only it can make.
-fn claude() -> Command {
-    let path = std::env::var("TOKENKEEPER_TEST_CLAUDE")
-        .expect("TOKENKEEPER_TEST_CLAUDE names a real `claude`: run the suite with scripts/test");
-    Command::new(path)
+fn claude_path() -> String {
+    std::env::var("TOKENKEEPER_TEST_CLAUDE")
+        .expect("TOKENKEEPER_TEST_CLAUDE names a real `claude`: run the suite with scripts/test")
 }
 
 fn login_record(env: &Env) -> String {
@@ -35,19 +33,8 @@ fn claude_json(account: &Value) -> String {
 }
 
 fn auth_status(env: &Env) -> Value {
-    let out = claude()
-        .args(["auth", "status"])
-        .env_clear()
-        .envs(env.vars())
-        .env("ANTHROPIC_BASE_URL", "http://127.0.0.1:9")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    let extra = [("ANTHROPIC_BASE_URL", "http://127.0.0.1:9")];
+    serde_json::from_str(&env.run_program(&claude_path(), &["auth", "status"], &extra)).unwrap()
 }
 
 #[test]

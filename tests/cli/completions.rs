@@ -1,7 +1,5 @@
 //! Shell completion (real bash: commands and slot names) and manual pages.
 
-use std::process::Command;
-
 use crate::support::*;
 
 /// Completes `words` (the last one being typed) in a real bash with tokenkeeper's script.
@@ -14,21 +12,10 @@ fn bash_complete(env: &Env, words: &[&str]) -> Vec<String> {
         words.len() - 1,
         words.last().unwrap()
     );
-    let out = Command::new("bash")
-        .args(["--norc", "-c", &program])
-        .env_clear()
-        .envs(env.vars())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect()
+    candidates(
+        &env.run_program("bash", &["--norc", "-c", &program], &[]),
+        '\n',
+    )
 }
 
 #[test]
@@ -55,6 +42,13 @@ fn bash_completes_commands_and_slot_names() {
     }
 }
 
+/// The first field of each line a shell printed (a candidate, before its description).
+fn candidates(out: &str, separator: char) -> Vec<String> {
+    out.lines()
+        .map(|l| l.split(separator).next().unwrap_or_default().to_string())
+        .collect()
+}
+
 #[test]
 fn fish_completes_slot_names() {
     let env = Env::new();
@@ -62,27 +56,12 @@ fn fish_completes_slot_names() {
     env.add_fresh("wombat");
     let script = env.root.join("tokenkeeper.fish");
     std::fs::write(&script, env.cmd(&["completions", "fish"]).ok().stdout).unwrap();
-    let out = Command::new("fish")
-        .arg("--no-config")
-        .arg("-c")
-        .arg(format!(
-            "source {}; complete -C 'tokenkeeper use w'",
-            script.display()
-        ))
-        .env_clear()
-        .envs(env.vars())
-        .output()
-        .expect("fish runs (scripts/test installs it)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let program = format!(
+        "source {}; complete -C 'tokenkeeper use w'",
+        script.display()
     );
-    let words: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| l.split('\t').next().unwrap_or_default().to_string())
-        .collect();
-    assert_eq!(words, vec!["work", "wombat"]);
+    let out = env.run_program("fish", &["--no-config", "-c", &program], &[]);
+    assert_eq!(candidates(&out, '\t'), vec!["work", "wombat"]);
 }
 
 #[test]
@@ -100,22 +79,8 @@ fn zsh_runs_the_completer_for_slot_names() {
         "compdef() {{ :; }}; _describe() {{ print -l -- ${{(P)3}}; }}; source {}; words=(tokenkeeper use w); CURRENT=3; _clap_dynamic_completer_tokenkeeper",
         script.display()
     );
-    let out = Command::new("zsh")
-        .args(["-f", "-c", &program])
-        .env_clear()
-        .envs(env.vars())
-        .output()
-        .expect("zsh runs (scripts/test installs it)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let words: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| l.split(':').next().unwrap_or_default().to_string())
-        .collect();
-    assert_eq!(words, vec!["work", "wombat"]);
+    let out = env.run_program("zsh", &["-f", "-c", &program], &[]);
+    assert_eq!(candidates(&out, ':'), vec!["work", "wombat"]);
 }
 
 #[test]

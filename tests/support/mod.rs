@@ -252,6 +252,33 @@ impl Env {
             .collect()
     }
 
+    /// How many slots `list` shows.
+    pub fn slot_count(&self) -> usize {
+        let listed = self
+            .cmd(&["list", "--format", "json", "--no-usage"])
+            .ok()
+            .json();
+        listed.as_array().unwrap().len()
+    }
+
+    /// Runs another program (a shell, a real Claude Code) in this environment, plus `extra`;
+    /// its stdout. Fails the test, with its stderr, unless it exits 0.
+    pub fn run_program(&self, program: &str, args: &[&str], extra: &[(&str, &str)]) -> String {
+        let out = Command::new(program)
+            .args(args)
+            .env_clear()
+            .envs(&self.vars)
+            .envs(extra.iter().copied())
+            .output()
+            .unwrap_or_else(|err| panic!("{program} runs (scripts/test installs it): {err}"));
+        assert!(
+            out.status.success(),
+            "{program} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     pub fn catalog(&self) -> serde_json::Value {
         serde_json::from_slice(&fs::read(self.data_dir().join("slots.json")).unwrap()).unwrap()
     }
