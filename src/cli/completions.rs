@@ -10,8 +10,10 @@ use super::Cli;
 use super::output;
 use crate::error::{Error, Result};
 
-/// The variable that makes tokenkeeper answer a completion request instead of running.
-pub const ENV_COMPLETE: &str = "COMPLETE";
+/// The variable that makes tokenkeeper answer a completion request instead of running. Its
+/// own name, not clap's default `COMPLETE`, which a user's environment may hold for another
+/// reason (a set value would make every command answer as a completer).
+pub const ENV_COMPLETE: &str = "_TOKENKEEPER_COMPLETE";
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum Shell {

@@ -95,3 +95,13 @@ fn man_prints_the_page_or_writes_one_per_command() {
         assert!(dir.join(page).exists(), "{page}");
     }
 }
+
+#[test]
+fn a_complete_variable_of_someone_elses_does_not_hijack_commands() {
+    let env = Env::new();
+    env.add_fresh("work");
+    env.cmd(&["get", "work"])
+        .env("COMPLETE", "1")
+        .ok()
+        .stdout_is(&format!("{}\n", access("work")));
+}
