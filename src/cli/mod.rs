@@ -154,6 +154,14 @@ pub struct Selection {
 /// `-v` are global flags already, taken on either side.)
 pub fn hoist_agent(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
     use clap::CommandFactory;
+    // Most command lines have no --agent: leave them be without building clap's tree.
+    let mentions_agent = args.iter().any(|a| {
+        let a = a.to_string_lossy();
+        a == "--agent" || a.starts_with("--agent=")
+    });
+    if !mentions_agent {
+        return args;
+    }
     let command = Cli::command();
     let is_subcommand = |word: &str| {
         command
