@@ -21,7 +21,7 @@ use crate::lock::FileLock;
 use crate::net;
 use crate::paths::Paths;
 use crate::perms;
-use crate::provider::Profile;
+use crate::provider::{Profile, ProviderError};
 use crate::store::{self, Backend, Stores};
 use crate::usage::Snapshot;
 
@@ -991,15 +991,12 @@ fn account_of(credential: &Credential, now: Timestamp) -> Account {
     if credential.expires_at().is_some_and(|at| at <= now) {
         return Account::Unknown;
     }
-    let token = credential.access_token();
-    let request = net::client().profile(&token);
-    let within = crate::deadline::answer_within().unwrap_or(std::time::Duration::from_secs(5));
-    match net::block_on(async { tokio::time::timeout(within, request).await }) {
-        Ok(Ok(profile)) => profile
+    match ask_profile(credential) {
+        Ok(profile) => profile
             .account_uuid
             .map_or(Account::Unknown, Account::Known),
-        Ok(Err(crate::provider::ProviderError::Unauthorized(_))) => Account::Refused,
-        _ => Account::Unknown,
+        Err(ProviderError::Unauthorized(_)) => Account::Refused,
+        Err(_) => Account::Unknown,
     }
 }
 
@@ -1054,20 +1051,25 @@ pub fn identify(credential: &Credential, now: Timestamp) -> Option<Profile> {
     {
         return None;
     }
-    // Under the state lock: a provider that hangs must not hold every other command up.
-    let token = credential.access_token();
-    let request = net::client().profile(&token);
-    let within = crate::deadline::answer_within().unwrap_or(std::time::Duration::from_secs(5));
-    match net::block_on(async { tokio::time::timeout(within, request).await }) {
-        Ok(Ok(profile)) if profile.account_uuid.is_some() => Some(profile),
-        Ok(Ok(_)) => None,
-        Ok(Err(err)) => {
+    match ask_profile(credential) {
+        Ok(profile) if profile.account_uuid.is_some() => Some(profile),
+        Ok(_) => None,
+        Err(err) => {
             debug!(error = %err, "could not identify the account");
             None
         }
-        Err(_) => {
-            debug!("the profile endpoint did not answer in time");
-            None
-        }
     }
+}
+
+/// The profile of a credential's account, asked within the answer deadline: callers run under
+/// the state lock, and a provider that hangs must not hold every other command up.
+fn ask_profile(credential: &Credential) -> std::result::Result<Profile, ProviderError> {
+    let token = credential.access_token();
+    let request = net::client().profile(&token);
+    let within = crate::deadline::answer_within().unwrap_or(std::time::Duration::from_secs(5));
+    net::block_on(async { tokio::time::timeout(within, request).await }).unwrap_or_else(|_| {
+        Err(ProviderError::Transient(
+            "the profile endpoint did not answer in time".into(),
+        ))
+    })
 }

@@ -313,23 +313,26 @@ pub struct LoginAccount {
 
 /// Reads `oauthAccount` from `.claude.json`; `None` when absent or unreadable (it is a hint only).
 pub fn login_account() -> Option<LoginAccount> {
-    let account = login_record_account()?;
-    let account = &account;
-    let text = |key: &str| {
-        account
-            .get(key)
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-    };
-    let found = LoginAccount {
-        uuid: text("accountUuid"),
-        email: text("emailAddress"),
-    };
-    (found.uuid.is_some() || found.email.is_some()).then_some(found)
+    LoginAccount::from_record(&login_record_account()?)
 }
 
 impl LoginAccount {
+    /// The account an `oauthAccount` object names; `None` when it names none.
+    pub fn from_record(record: &Value) -> Option<Self> {
+        let text = |key: &str| {
+            record
+                .get(key)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+        };
+        let found = LoginAccount {
+            uuid: text("accountUuid"),
+            email: text("emailAddress"),
+        };
+        (found.uuid.is_some() || found.email.is_some()).then_some(found)
+    }
+
     /// `uuid|email`, the form a live record keeps.
     pub fn key(&self) -> String {
         format!(

@@ -136,10 +136,7 @@ fn keep(
         .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
         .and_then(|doc| doc.get("oauthAccount").cloned())
         .filter(Value::is_object);
-    let account = record.as_ref().map(|r| claude::LoginAccount {
-        uuid: r["accountUuid"].as_str().map(str::to_string),
-        email: r["emailAddress"].as_str().map(str::to_string),
-    });
+    let account = record.as_ref().and_then(claude::LoginAccount::from_record);
     let mut keeper = Keeper::open(paths.clone())?;
     let (outcome, id) = keeper.add(agent, name, &credential, account.as_ref(), None)?;
     if let Some(record) = record {
