@@ -160,3 +160,16 @@ fn claude_codes_secure_storage_dir_holds_the_live_credential_and_its_lock() {
     env.cmd(&["use", "home"]).ok();
     assert!(env.live_path().exists());
 }
+
+#[test]
+fn a_login_record_that_is_not_json_is_left_as_it_is() {
+    let provider = FakeProvider::start();
+    let env = Env::with_provider(&provider);
+    env.add_login("work", &provider.issue("work@example.com"));
+    let path = env.home.join(".claude.json");
+    let half_written = "{\"numStartups\": 3, \"oauthAcc";
+    fs::write(&path, half_written).unwrap();
+    env.cmd(&["use", "work"]).ok();
+    assert_eq!(fs::read_to_string(&path).unwrap(), half_written);
+    assert!(env.read_live().is_some(), "the switch itself happened");
+}
