@@ -41,6 +41,9 @@ const BACKOFF: [Duration; 3] = [
     Duration::from_millis(1500),
 ];
 
+/// The model named in the validity probe's token count (any model the provider knows will do).
+const PROBE_MODEL: &str = "claude-haiku-4-5";
+
 /// Where the provider lives; every field overridable from the environment.
 #[derive(Debug, Clone)]
 pub struct Endpoints {
@@ -218,6 +221,42 @@ impl Client {
             rate_limit_tier: text(&org, "rate_limit_tier"),
             plan,
         })
+    }
+
+    /// Whether the provider accepts an inference-only token (a setup token cannot read the
+    /// profile): `POST /v1/messages/count_tokens`, which counts a one-character prompt and
+    /// spends no quota. Tried once. A 400 or 404 (a model name the provider no longer knows)
+    /// still means the token got past authentication.
+    pub async fn accepts_inference_token(
+        &self,
+        access_token: &Secret,
+    ) -> Result<(), ProviderError> {
+        let url = format!(
+            "{}/v1/messages/count_tokens?beta=true",
+            self.endpoints.api_url
+        );
+        let body = json!({
+            "model": PROBE_MODEL,
+            "messages": [{"role": "user", "content": "."}],
+        });
+        let sent = send_raw(
+            self.http
+                .post(&url)
+                .bearer_auth(access_token.expose_secret())
+                .header("anthropic-beta", OAUTH_BETA)
+                .header("anthropic-version", "2023-06-01")
+                .json(&body),
+        )
+        .await;
+        match sent {
+            Ok(_) => Ok(()),
+            Err(ProviderError::Transient(why))
+                if why.contains("HTTP 400") || why.contains("HTTP 404") =>
+            {
+                Ok(())
+            }
+            Err(err) => Err(err),
+        }
     }
 
     /// `GET /api/oauth/usage`, as raw JSON for `usage::Snapshot::parse`.

@@ -100,6 +100,7 @@ pub fn run(args: Args, paths: &Paths, format: Format) -> Result<u8> {
         .catalog()
         .resolve_or_active(agent.name(), args.slot.as_deref())?;
     let credential = keeper.credential(slot)?;
+    output::warn_expiry(slot);
     let expires_at = credential.expires_at();
     let state = state(slot, &credential, now);
     let horizon = args

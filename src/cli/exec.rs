@@ -67,6 +67,11 @@ pub struct Args {
     #[command(flatten)]
     pub route: AuthArgs,
 
+    /// Start COMMAND without first asking the provider whether the token is still accepted
+    /// (the probe's answer is cached for TOKENKEEPER_PROBE_TTL, default 10m).
+    #[arg(long)]
+    pub no_probe: bool,
+
     #[command(flatten)]
     pub upstream: UpstreamArgs,
 
@@ -87,6 +92,10 @@ pub fn run(args: Args, paths: &Paths) -> Result<u8> {
         let policy = Policy::from_env()?;
         let fresh = refresh::ensure_fresh(paths, agent, args.slot.as_deref(), false, &policy)?
             .unexpired()?;
+        super::output::warn_expiry(&fresh.slot);
+        if !args.no_probe {
+            probe_before_launch(paths, &fresh)?;
+        }
         eprintln!(
             "tokenkeeper: warning: the real token of slot '{}' is in the command's environment, readable by everything it runs; leave out --env to keep it behind a proxy",
             fresh.slot.name
@@ -98,6 +107,13 @@ pub fn run(args: Args, paths: &Paths) -> Result<u8> {
         return supervise(command, &args.command[0]);
     }
 
+    if !args.no_probe {
+        let policy = Policy::from_env()?;
+        let fresh = refresh::ensure_fresh(paths, agent, args.slot.as_deref(), false, &policy)?
+            .unexpired()?;
+        super::output::warn_expiry(&fresh.slot);
+        probe_before_launch(paths, &fresh)?;
+    }
     let phantom = phantom_token()?;
     let target = match &args.target {
         Some(url) => Target::parse(url)?,
@@ -121,6 +137,39 @@ pub fn run(args: Args, paths: &Paths) -> Result<u8> {
     let code = supervise(command, &args.command[0]);
     running.stop();
     code
+}
+
+/// Asks the provider (or the probe cache) whether the slot's token is still accepted, so a
+/// token revoked or rotated elsewhere stops here rather than as a 401 inside the agent's
+/// session. No answer (offline) is only a warning.
+pub(super) fn probe_before_launch(paths: &Paths, fresh: &refresh::Fresh) -> Result<()> {
+    let probe = crate::probe::probe(paths, &fresh.credential, false)?;
+    match probe.verdict {
+        crate::probe::Verdict::Valid => Ok(()),
+        crate::probe::Verdict::Refused { status } => {
+            let hint = match fresh.credential.kind() {
+                crate::credential::Kind::LongLived => {
+                    format!("make a new one: tokenkeeper rotate {}", fresh.slot.name)
+                }
+                crate::credential::Kind::Oauth => format!(
+                    "log in again with `claude` (/login), then: tokenkeeper add {}",
+                    fresh.slot.name
+                ),
+            };
+            Err(Error::failure(format!(
+                "the provider refuses the token of slot '{}' (HTTP {status}): it was revoked, replaced or has expired",
+                fresh.slot.name
+            ))
+            .with_hint(hint))
+        }
+        crate::probe::Verdict::Unknown { why } => {
+            super::output::warn(&format!(
+                "could not check that the token of slot '{}' is still accepted: {why}",
+                fresh.slot.name
+            ));
+            Ok(())
+        }
+    }
 }
 
 /// A fresh random client token, useless anywhere but at this one proxy.

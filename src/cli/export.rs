@@ -72,6 +72,7 @@ pub fn run(args: Args, paths: &Paths, format: Format) -> Result<u8> {
     keeper.sync_live(agent)?;
     output::flush_notices(&mut keeper);
     let slot = keeper.catalog().resolve(agent.name(), &args.slot)?.clone();
+    output::warn_expiry(&slot);
     let credential = match fresh {
         Some(fresh) => fresh.credential,
         None => keeper.credential(&slot)?,

@@ -28,6 +28,7 @@ pub fn run(args: Args, paths: &Paths, format: Format) -> Result<u8> {
     let policy = Policy::from_env()?;
     let fresh =
         refresh::ensure_fresh(paths, agent, args.slot.as_deref(), false, &policy)?.unexpired()?;
+    output::warn_expiry(&fresh.slot);
     let (slot, credential) = (fresh.slot, fresh.credential);
     let token = credential.access_token();
     if format == Format::Json {

@@ -11,6 +11,7 @@ mod doctor;
 mod exec;
 mod export;
 mod get;
+mod github_sync;
 mod list;
 mod login;
 mod migrate;
@@ -68,6 +69,10 @@ pub struct Cli {
     #[arg(long, global = true, value_enum)]
     pub backend: Option<crate::store::BackendArg>,
 
+    /// No warnings on stderr (expiry within 30 days, notices); errors are still reported.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
     /// Log what tokenkeeper does to stderr (-v info, -vv debug); tokens are never logged.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -116,6 +121,8 @@ pub enum Command {
     Migrate(migrate::Args),
     /// Show which secret store is in use and why, and whether it can be reached.
     Doctor(doctor::Args),
+    /// Put a slot's token into GitHub Actions secrets, sealed to the repository's key.
+    GithubSync(github_sync::Args),
     /// Store a long-lived token read from stdin (bare token or JSON) for an agent.
     StoreToken(ralph::StoreArgs),
     /// Exit 0 if an agent's stored long-lived token is valid, 1 if expired or missing.
@@ -233,6 +240,7 @@ fn duration(text: &str) -> std::result::Result<std::time::Duration, String> {
 /// Runs the parsed command; returns the exit code for commands that report a state by it.
 pub fn run(cli: Cli) -> Result<u8> {
     style::init(cli.color);
+    output::set_quiet(cli.quiet);
     let mut paths = Paths::from_env()?;
     paths.backend = cli.backend;
     let format = cli.format;
@@ -254,6 +262,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Doctor(args) => doctor::run(args, &paths, format),
         Command::Proxy(args) => proxy::run(*args, &paths, format),
         Command::Exec(args) => exec::run(args, &paths),
+        Command::GithubSync(args) => github_sync::run(args, &paths, format),
         Command::StoreToken(args) => ralph::store(args, &paths, format),
         Command::CheckToken(args) => ralph::check(args, &paths, format),
         Command::GetToken(args) => ralph::get(args, &paths, format),

@@ -1,12 +1,14 @@
 //! Printing: text or JSON on stdout, notices on stderr. A closed stdout is a clean exit.
 
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
 use crate::catalog::Slot;
 use crate::error::{Error, Result};
+use crate::expiry;
 use crate::keeper::Keeper;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -30,9 +32,41 @@ pub fn json(value: &Value) -> Result<()> {
     line(&serde_json::to_string_pretty(value).expect("JSON values serialise"))
 }
 
+static QUIET: AtomicBool = AtomicBool::new(false);
+
+/// `--quiet`: no warnings on stderr.
+pub fn set_quiet(quiet: bool) {
+    QUIET.store(quiet, Ordering::Relaxed);
+}
+
 /// Tells the user something on stderr that is not an error.
 pub fn notice(text: &str) {
     eprintln!("tokenkeeper: {text}");
+}
+
+/// A warning on stderr, unless `--quiet`.
+pub fn warn(text: &str) {
+    if !QUIET.load(Ordering::Relaxed) {
+        eprintln!("tokenkeeper: warning: {text}");
+    }
+}
+
+/// Warns on stderr when the slot about to be used reaches the end of its life within 30 days
+/// (emphasised within 7), unless `--quiet`.
+pub fn warn_expiry(slot: &Slot) {
+    if QUIET.load(Ordering::Relaxed) {
+        return;
+    }
+    let now = Timestamp::now();
+    let Some(warning) = expiry::warning(slot, now) else {
+        return;
+    };
+    let (text, hint) = warning.describe(&slot.name, now);
+    let label = match warning.level {
+        expiry::Level::Soon => "warning".to_string(),
+        _ => super::style::paint_stderr("WARNING", super::style::urgent()),
+    };
+    eprintln!("tokenkeeper: {label}: {text}\n  hint: {hint}");
 }
 
 /// Prints and clears the keeper's pending notices.
@@ -61,6 +95,12 @@ pub fn slot_json(slot: &Slot, active: bool, now: Timestamp) -> Value {
         "expires_in_seconds": slot.expires_at.map(|at| at.as_second() - now.as_second()),
         "expired": slot.expires_at.is_some_and(|at| at <= now),
         "refresh_token_expires_at": slot.refresh_expires_at,
+        "expiry_warning": expiry::warning(slot, now).map(|w| json!({
+            "level": w.level.as_str(),
+            "what": w.what,
+            "at": w.at,
+            "days": w.days,
+        })),
         "created_at": slot.created_at,
         "updated_at": slot.updated_at,
     })

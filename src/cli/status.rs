@@ -8,6 +8,7 @@ use super::output::{self, Format};
 use super::style;
 use crate::catalog::{Catalog, Slot};
 use crate::error::Result;
+use crate::expiry;
 use crate::paths::Paths;
 use crate::timefmt;
 use crate::usage;
@@ -83,6 +84,17 @@ fn describe(slot: &Slot, now: Timestamp) -> String {
         }
     };
     line.push_str(&format!(", {state}"));
+    // A long-lived token's expiry is the state above; an OAuth login's end is worth its own.
+    if let Some(warning) = expiry::warning(slot, now)
+        && (warning.what == "login" || warning.level != expiry::Level::Soon)
+    {
+        let text = match (warning.what, warning.level) {
+            ("login", expiry::Level::Expired) => "login expired".to_string(),
+            ("login", _) => format!("login ends {}", timefmt::relative(warning.at, now)),
+            _ => "renew soon".to_string(),
+        };
+        line.push_str(&format!(", {}", style::paint(&text, style::bad())));
+    }
     if let Some(snapshot) = &slot.usage {
         for id in [usage::FIVE_HOUR, usage::SEVEN_DAY] {
             if let Some(window) = snapshot.window(id) {

@@ -16,6 +16,7 @@ pub enum ColorChoice {
 }
 
 static COLOR: OnceLock<bool> = OnceLock::new();
+static COLOR_STDERR: OnceLock<bool> = OnceLock::new();
 
 /// Decides once, from the flag, `NO_COLOR` and whether stdout is a terminal.
 pub fn init(choice: ColorChoice) {
@@ -26,6 +27,25 @@ pub fn init(choice: ColorChoice) {
         ColorChoice::Auto => !no_color && std::io::stdout().is_terminal(),
     };
     let _ = COLOR.set(on);
+    let _ = COLOR_STDERR.set(match choice {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => !no_color && std::io::stderr().is_terminal(),
+    });
+}
+
+/// `text` in `style` when colour is on for stderr (warnings go there).
+pub fn paint_stderr(text: &str, style: Style) -> String {
+    if *COLOR_STDERR.get().unwrap_or(&false) {
+        format!("{style}{text}{style:#}")
+    } else {
+        text.to_string()
+    }
+}
+
+/// A warning that must not be missed.
+pub fn urgent() -> Style {
+    Style::new().bold().fg_color(Some(AnsiColor::Red.into()))
 }
 
 fn enabled() -> bool {

@@ -22,15 +22,24 @@ pub struct Args {
 
     #[command(flatten)]
     pub agent: AgentArg,
+
+    /// First ask the provider whether the slot's token is still accepted (cached for
+    /// TOKENKEEPER_PROBE_TTL, default 10m); a refused token is not switched to.
+    #[arg(long)]
+    pub probe: bool,
 }
 
 pub fn run(args: Args, paths: &Paths, format: Format) -> Result<u8> {
     let agent = args.agent.agent;
     // Hand Claude Code a token with life in it: refresh first when due.
-    refresh::ensure_fresh(paths, agent, Some(&args.slot), false, &Policy::from_env()?)?;
+    let fresh = refresh::ensure_fresh(paths, agent, Some(&args.slot), false, &Policy::from_env()?)?;
+    if args.probe {
+        super::exec::probe_before_launch(paths, &fresh)?;
+    }
     let mut keeper = Keeper::open(paths.clone())?;
     let (outcome, slot) = keeper.switch(agent, &args.slot)?;
     output::flush_notices(&mut keeper);
+    output::warn_expiry(&slot);
     let live = Live::locate()?.describe();
     if format == Format::Json {
         return output::json(&json!({

@@ -72,12 +72,8 @@ impl ClaudeLock {
         let record = own_dir.join("claude.held");
         let left_behind = read_record(&record);
         perms::ensure_dir(config_dir)?;
-        let paths = [
-            config_dir.join(".oauth_refresh.lock"),
-            PathBuf::from(format!("{}.lock", config_dir.display())),
-        ];
         let mut dirs = Vec::new();
-        for path in paths {
+        for path in lock_dirs(config_dir) {
             if let Err(err) = take_dir(&path, deadline, &left_behind) {
                 for dir in dirs.iter().rev() {
                     let _ = fs::remove_dir(dir);
@@ -182,7 +178,16 @@ fn unusable_lock(path: &Path, why: &str, remove: &str) -> Error {
     ))
 }
 
-fn is_stale(path: &Path) -> bool {
+/// Claude Code's two lock directories for `config_dir`, in the order it takes them.
+pub fn lock_dirs(config_dir: &Path) -> [PathBuf; 2] {
+    [
+        config_dir.join(".oauth_refresh.lock"),
+        PathBuf::from(format!("{}.lock", config_dir.display())),
+    ]
+}
+
+/// Whether a lock directory exists and was last touched more than 60 s ago: its holder died.
+pub fn is_stale(path: &Path) -> bool {
     fs::metadata(path)
         .and_then(|m| m.modified())
         .ok()

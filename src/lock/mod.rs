@@ -7,7 +7,7 @@
 //! - `ClaudeLock` (in `claude`): Claude Code's own refresh lock, so tokenkeeper and Claude Code
 //!   never refresh the live lineage at the same time.
 
-mod claude;
+pub mod claude;
 
 use std::fs::File;
 use std::path::Path;

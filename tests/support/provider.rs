@@ -79,6 +79,8 @@ struct Family {
 struct AccessInfo {
     family: usize,
     expires_at_ms: i64,
+    /// A setup token: scope `user:inference` only, so profile and usage answer 403.
+    inference_only: bool,
 }
 
 struct Inner {
@@ -101,6 +103,8 @@ struct Inner {
     /// Headers and HTTP version of the last `/v1/messages` request.
     last_messages: Option<(HeaderMap, Version)>,
     messages_calls: usize,
+    count_tokens_calls: usize,
+    profile_calls: usize,
     /// TCP connections accepted so far.
     connections: usize,
     /// Requests to `/test/unauthorized`, a path that refuses every token.
@@ -152,6 +156,8 @@ impl FakeProvider {
             latency: Duration::ZERO,
             last_messages: None,
             messages_calls: 0,
+            count_tokens_calls: 0,
+            profile_calls: 0,
             connections: 0,
             unauthorized_calls: 0,
             held: None,
@@ -187,6 +193,7 @@ impl FakeProvider {
             .route("/api/oauth/profile", get(profile))
             .route("/api/oauth/usage", get(usage))
             .route("/v1/messages", post(messages))
+            .route("/v1/messages/count_tokens", post(count_tokens))
             .route("/test/upload", post(upload))
             .route("/test/download", get(download))
             .route("/test/unauthorized", get(unauthorized).post(unauthorized))
@@ -391,6 +398,40 @@ impl FakeProvider {
         self.inner.lock().unwrap().downloaded.load(Ordering::SeqCst)
     }
 
+    /// A long-lived token as `claude setup-token` prints it (108 characters, valid a year,
+    /// scope `user:inference` only: profile and usage answer 403).
+    pub fn issue_setup_token(&self, email: &str) -> String {
+        let mut inner = self.inner.lock().unwrap();
+        let family = inner.families.len();
+        inner.families.push(Family {
+            account_uuid: format!("uuid-{}", email.split('@').next().unwrap()),
+            email: email.to_string(),
+            ..Family::default()
+        });
+        inner.counter += 1;
+        let head = format!("sk-ant-oat01-setup{family}n{}-PLANTED-", inner.counter);
+        let token = format!("{head}{}", "Ab1_-x".repeat(20))[..108].to_string();
+        inner.access.insert(
+            token.clone(),
+            AccessInfo {
+                family,
+                expires_at_ms: now_ms() + 365 * 86_400_000,
+                inference_only: true,
+            },
+        );
+        token
+    }
+
+    /// Requests to `/v1/messages/count_tokens` so far (the setup token's validity probe).
+    pub fn count_tokens_calls(&self) -> usize {
+        self.inner.lock().unwrap().count_tokens_calls
+    }
+
+    /// Requests to `/api/oauth/profile` so far.
+    pub fn profile_calls(&self) -> usize {
+        self.inner.lock().unwrap().profile_calls
+    }
+
     /// Makes an access token unusable (401) while its family and refresh token stay alive.
     pub fn kill_access(&self, access: &str) {
         self.inner.lock().unwrap().access.remove(access);
@@ -411,6 +452,7 @@ impl Inner {
             AccessInfo {
                 family,
                 expires_at_ms: expires,
+                inference_only: false,
             },
         );
         self.refresh_family.insert(refresh.clone(), family);
@@ -432,6 +474,16 @@ impl Inner {
             return Err("refresh token reused; family revoked");
         }
         Ok(family)
+    }
+
+    /// Whether the request's bearer token is a live setup token (inference scope only).
+    fn inference_only(&self, headers: &HeaderMap) -> bool {
+        headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(|t| self.access.get(t))
+            .is_some_and(|info| info.inference_only)
     }
 
     /// The token family of a request's bearer token, or why it is refused.
@@ -569,13 +621,39 @@ async fn token(
     }
 }
 
+fn permission_error() -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        Json(json!({"type":"error","error":{"type":"permission_error","message":"OAuth token does not meet scope requirement user:profile"}})),
+    )
+        .into_response()
+}
+
+/// Counts a prompt's tokens: free, and the one thing a setup token is good for besides
+/// inference.
+async fn count_tokens(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap) -> Response {
+    inner.lock().unwrap().count_tokens_calls += 1;
+    if let Some(response) = injected(&inner).await {
+        return response;
+    }
+    let inner = inner.lock().unwrap();
+    match inner.authorize(&headers) {
+        Ok(_) => Json(json!({"input_tokens": 8})).into_response(),
+        Err(why) => auth_error(why),
+    }
+}
+
 async fn profile(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap) -> Response {
+    inner.lock().unwrap().profile_calls += 1;
     if let Some(response) = injected(&inner).await {
         return response;
     }
     let latency = inner.lock().unwrap().latency;
     tokio::time::sleep(latency).await;
     let inner = inner.lock().unwrap();
+    if inner.inference_only(&headers) {
+        return permission_error();
+    }
     match inner.authorize(&headers) {
         Ok(family) => {
             let f = &inner.families[family];
@@ -603,6 +681,9 @@ async fn usage(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap) -> Re
     tokio::time::sleep(latency).await;
     let mut inner = inner.lock().unwrap();
     inner.usage_in_flight -= 1;
+    if inner.inference_only(&headers) {
+        return permission_error();
+    }
     match inner.authorize(&headers) {
         Ok(_) => Json(inner.usage.clone()).into_response(),
         Err(why) => auth_error(why),
