@@ -22,6 +22,7 @@ use crate::net;
 use crate::paths::Paths;
 use crate::perms;
 use crate::provider::{Profile, ProviderError};
+use crate::secret::Secret;
 use crate::store::{self, Backend, Stores};
 use crate::usage::Snapshot;
 
@@ -797,8 +798,97 @@ impl Keeper {
         Ok(slot.name)
     }
 
+    /// Stores a long-lived token (from `setup`) as a new slot: the secret first, read back and
+    /// compared, and only then the catalog, so a store that did not really keep it leaves no
+    /// slot behind.
+    pub fn add_long_lived(
+        &mut self,
+        agent: Agent,
+        name: &str,
+        credential: &Credential,
+    ) -> Result<Slot> {
+        catalog::validate_name(name)?;
+        if self.catalog.by_name(agent.name(), name).is_some() {
+            return Err(
+                Error::usage(format!("a {agent} slot named '{name}' already exists")).with_hint(
+                    format!("replace its token: tokenkeeper rotate {name}; or choose another name"),
+                ),
+            );
+        }
+        let slot = Slot::new(agent.name(), name, credential, self.backend()?, self.now);
+        self.put_verified(&slot, credential)?;
+        failpoint("setup:before-catalog");
+        self.catalog.slots.push(slot.clone());
+        self.save()?;
+        Ok(slot)
+    }
+
+    /// Replaces a long-lived slot's token in place (`rotate`). The new token is written, read
+    /// back and compared; if the store does not hold it, the old one is put back.
+    pub fn replace_long_lived(&mut self, slot_id: &str, credential: &Credential) -> Result<Slot> {
+        let slot = self
+            .catalog
+            .get(slot_id)
+            .cloned()
+            .ok_or_else(|| Error::failure("the slot went away meanwhile"))?;
+        let old = self.credential(&slot).ok();
+        if let Err(err) = self.put_verified(&slot, credential) {
+            if let Some(old) = old {
+                let _ = self.put(&slot, &old);
+            }
+            return Err(err);
+        }
+        let now = self.now;
+        let kept = self.catalog.get_mut(slot_id).expect("present");
+        kept.absorb(credential, now);
+        let kept = kept.clone();
+        self.save()?;
+        Ok(kept)
+    }
+
+    /// `put`, then a read-back: the store must give back exactly what was written.
+    fn put_verified(&mut self, slot: &Slot, credential: &Credential) -> Result<()> {
+        self.put(slot, credential)?;
+        let store = self.stores.get(slot.backend);
+        let written = credential.to_secret_json();
+        match store.get(&slot.secret_key())? {
+            Some(back) if back.expose_secret() == written.expose_secret() => Ok(()),
+            Some(_) => Err(Error::failure(format!(
+                "the {} store gave back something else than was just written for slot '{}'",
+                store.name(),
+                slot.name
+            ))),
+            None => Err(Error::failure(format!(
+                "the {} store does not hold what was just written for slot '{}'",
+                store.name(),
+                slot.name
+            ))),
+        }
+    }
+
     /// Removes a slot. The active slot's live credential goes too, but only when `clear_live`.
     pub fn remove(&mut self, agent: Agent, selector: &str, clear_live: bool) -> Result<Removed> {
+        self.remove_leaving(agent, selector, clear_live, None)
+    }
+
+    /// `remove`, but the store item is overwritten with `tombstone` instead of deleted, for
+    /// whatever reads it by name to learn the token was revoked.
+    pub fn revoke(
+        &mut self,
+        agent: Agent,
+        selector: &str,
+        tombstone: Option<&Secret>,
+    ) -> Result<Removed> {
+        self.remove_leaving(agent, selector, true, tombstone)
+    }
+
+    fn remove_leaving(
+        &mut self,
+        agent: Agent,
+        selector: &str,
+        clear_live: bool,
+        tombstone: Option<&Secret>,
+    ) -> Result<Removed> {
         self.sync_live(agent)?;
         let slot = self.catalog.resolve(agent.name(), selector)?.clone();
         let owns_live = self
@@ -830,7 +920,13 @@ impl Keeper {
         } else {
             None
         };
-        self.stores.get(slot.backend).delete(&slot.secret_key())?;
+        let store = self.stores.get(slot.backend);
+        match tombstone {
+            Some(tombstone) => store.put(&slot.secret_key(), tombstone)?,
+            None => {
+                store.delete(&slot.secret_key())?;
+            }
+        }
         Ok(Removed { slot, cleared_live })
     }
 }

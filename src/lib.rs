@@ -28,6 +28,7 @@ pub mod proxy;
 pub mod ralph;
 pub mod refresh;
 pub mod secret;
+pub mod setup;
 pub mod store;
 pub mod timefmt;
 pub mod usage;

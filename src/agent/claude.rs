@@ -101,6 +101,9 @@ impl LiveCredential {
     }
 }
 
+/// The `claude` program to run (`login`, `setup`), when not the one on PATH.
+pub const ENV_CLAUDE_BIN: &str = "TOKENKEEPER_CLAUDE_BIN";
+
 /// Where Claude Code keeps its credential on this machine.
 pub const ENV_LIVE: &str = "TOKENKEEPER_CLAUDE_LIVE";
 /// Claude Code's Keychain item (the account is the user's short name).

@@ -16,7 +16,7 @@ use crate::paths::Paths;
 use crate::perms;
 
 /// The Claude Code program to run (`claude` on PATH by default).
-pub const ENV_CLAUDE_BIN: &str = "TOKENKEEPER_CLAUDE_BIN";
+pub use crate::agent::claude::ENV_CLAUDE_BIN;
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\

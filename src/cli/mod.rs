@@ -21,6 +21,7 @@ mod ralph;
 mod refresh;
 mod remove;
 mod rename;
+mod setup;
 mod status;
 pub mod style;
 mod usage;
@@ -121,6 +122,12 @@ pub enum Command {
     Migrate(migrate::Args),
     /// Show which secret store is in use and why, and whether it can be reached.
     Doctor(doctor::Args),
+    /// Make a long-lived token with `claude setup-token` and keep it as a slot (for CI).
+    Setup(setup::SetupArgs),
+    /// Replace a long-lived slot's token with a new one from `claude setup-token`.
+    Rotate(setup::RotateArgs),
+    /// Take a slot's token out of tokenkeeper and say where to revoke it at the provider.
+    Revoke(setup::RevokeArgs),
     /// Put a slot's token into GitHub Actions secrets, sealed to the repository's key.
     GithubSync(github_sync::Args),
     /// Store a long-lived token read from stdin (bare token or JSON) for an agent.
@@ -262,6 +269,9 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Doctor(args) => doctor::run(args, &paths, format),
         Command::Proxy(args) => proxy::run(*args, &paths, format),
         Command::Exec(args) => exec::run(args, &paths),
+        Command::Setup(args) => setup::setup(args, &paths, format),
+        Command::Rotate(args) => setup::rotate(args, &paths, format),
+        Command::Revoke(args) => setup::revoke(args, &paths, format),
         Command::GithubSync(args) => github_sync::run(args, &paths, format),
         Command::StoreToken(args) => ralph::store(args, &paths, format),
         Command::CheckToken(args) => ralph::check(args, &paths, format),

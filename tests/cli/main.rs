@@ -23,6 +23,7 @@ mod ralph;
 mod refresh;
 mod rename;
 mod secrets;
+mod setup;
 mod status;
 mod usage;
 mod use_slot;

@@ -7,6 +7,7 @@ pub mod keychain;
 pub mod openbao;
 pub mod provider;
 pub mod server;
+pub mod terminal;
 
 use std::collections::BTreeMap;
 use std::fs;
