@@ -151,23 +151,27 @@ impl Client {
 
     pub fn public_key(&self, target: &Target) -> Result<PublicKey> {
         let path = format!("{}/public-key", target.secrets_path());
-        let response = net::block_on(self.request(reqwest::Method::GET, &path).send())
-            .map_err(|err| unreachable(&self.api_url, &err))?;
-        let status = response.status();
-        if !status.is_success() {
-            return Err(refused(
-                status.as_u16(),
-                target,
-                "read the secrets' public key of",
-            ));
+        let (status, body) = self.exchange(self.request(reqwest::Method::GET, &path))?;
+        if !(200..300).contains(&status) {
+            return Err(refused(status, target, "read the secrets' public key of"));
         }
-        let key: PublicKey = net::block_on(response.json()).map_err(|_| {
+        serde_json::from_slice(&body).map_err(|_| {
             Error::failure(format!(
                 "GitHub's answer for the public key of {} is not the expected JSON",
                 target.describe()
             ))
-        })?;
-        Ok(key)
+        })
+    }
+
+    /// Sends a request and reads the whole answer, all within the runtime (a response dropped
+    /// outside it could not hand its connection back).
+    fn exchange(&self, request: reqwest::RequestBuilder) -> Result<(u16, Vec<u8>)> {
+        net::block_on(async {
+            let response = request.send().await?;
+            let status = response.status().as_u16();
+            Ok((status, response.bytes().await?.to_vec()))
+        })
+        .map_err(|err: reqwest::Error| unreachable(&self.api_url, &err))
     }
 
     /// Seals `value` to `key` and stores it as secret `name`.
@@ -175,9 +179,8 @@ impl Client {
         let sealed = seal(key, value)?;
         let path = format!("{}/{name}", target.secrets_path());
         let body = json!({"encrypted_value": sealed, "key_id": key.key_id});
-        let response = net::block_on(self.request(reqwest::Method::PUT, &path).json(&body).send())
-            .map_err(|err| unreachable(&self.api_url, &err))?;
-        match response.status().as_u16() {
+        let (status, _) = self.exchange(self.request(reqwest::Method::PUT, &path).json(&body))?;
+        match status {
             201 => Ok(Put::Created),
             204 | 200 => Ok(Put::Updated),
             status => Err(refused(status, target, &format!("set secret {name} on"))),

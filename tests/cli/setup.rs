@@ -259,7 +259,9 @@ fn revoke_takes_the_token_out_of_the_store_catalog_and_live_file_and_says_where_
     assert!(!stored[0].contains(&token));
     let marker: Value = serde_json::from_str(&stored[0]).unwrap();
     assert_eq!(marker["revoked"], true);
-    env.cmd(&["get", "ci"]).fails(1).stderr_has("no claude slot");
+    env.cmd(&["get", "ci"])
+        .fails(1)
+        .stderr_has("no claude slot");
 
     // --delete-item: the item goes too. An active OAuth slot's live file goes with it.
     let login = provider.issue("live@example.com");

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod github;
 pub mod keychain;
 pub mod openbao;
 pub mod provider;
