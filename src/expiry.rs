@@ -105,9 +105,10 @@ mod tests {
 
     fn slot(kind_long: bool, end_in_days: i64, now: Timestamp) -> Slot {
         let json = if kind_long {
-            r#"{"accessToken":"sk-ant-oat01-xxxxxxxxxxxxxxxxxxxx","expiresAt":1}"#.to_string()
+            r#"{"accessToken":"sk-ant-oat01-xxxxxxxxxxxxxxxxxxxx","expiresAt":1800000000000}"#
+                .to_string()
         } else {
-            r#"{"claudeAiOauth":{"accessToken":"sk-ant-oat01-xxxxxxxxxxxxxxxxxxxx","refreshToken":"sk-ant-ort01-xxxxxxxxxxxxxxxxxxxx","expiresAt":1}}"#.to_string()
+            r#"{"claudeAiOauth":{"accessToken":"sk-ant-oat01-xxxxxxxxxxxxxxxxxxxx","refreshToken":"sk-ant-ort01-xxxxxxxxxxxxxxxxxxxx","expiresAt":1800000000000}}"#.to_string()
         };
         let credential = Credential::parse(json.as_bytes(), "test").unwrap();
         let mut slot = Slot::new("claude", "s", &credential, Backend::File, now);

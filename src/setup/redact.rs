@@ -16,7 +16,8 @@ use crate::secret::Secret;
 const PREFIX: &[u8] = b"sk-ant-";
 pub const PLACEHOLDER: &str = "<redacted>";
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+// No Debug, here or below: these hold token bytes.
+#[derive(Clone, PartialEq, Eq)]
 enum Unit {
     /// An escape sequence, whole.
     Esc(Vec<u8>),
@@ -39,7 +40,7 @@ fn is_token_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
 }
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 enum State {
     #[default]
     Normal,

@@ -83,6 +83,16 @@ fn doctor_checks_the_install_and_each_slot_and_probes_without_spending_quota() {
     let cache = std::fs::read_to_string(env.data_dir().join("probe.json")).unwrap();
     assert!(!cache.contains("sk-ant"), "{cache}");
 
+    // Claude Code logged in anew underneath: the live file no longer holds the active slot.
+    let other = provider.issue("other@example.com");
+    env.write_live(&FakeProvider::blob(&other));
+    env.cmd(&["doctor", "--no-probe"])
+        .ok()
+        .stdout_has("warn  live credential:")
+        .stdout_has("holds another login than the active slot 'work'")
+        .hides(&other.access);
+    env.write_live(&FakeProvider::blob(&login));
+
     // Revoked elsewhere: the probe fails, doctor exits 1 and says what to do.
     provider.kill_access(&token);
     let out = env.cmd(&["doctor", "ci", "--fresh"]).run().code(1);

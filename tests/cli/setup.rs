@@ -75,7 +75,7 @@ fn setup_captures_a_token_wrapped_across_rows_and_stores_it_without_showing_it()
 
     // Run in a terminal the size of ours, with nothing secret in its argv or environment.
     let runs = claude_runs(&log);
-    assert_eq!(runs.len(), 1);
+    assert_eq!(runs.len(), 2);
     assert_eq!(runs[0]["argv"], serde_json::json!(["setup-token"]));
     assert_eq!(runs[0]["cols"], 50);
     assert_eq!(runs[0]["tty"], true);
@@ -99,6 +99,31 @@ fn setup_captures_a_token_wrapped_across_rows_and_stores_it_without_showing_it()
         .ok()
         .stdout_has("slot 'ci': token accepted by the provider (count-tokens");
     assert_eq!(provider.count_tokens_calls(), 1);
+}
+
+#[test]
+fn a_window_resized_meanwhile_is_passed_on_and_the_token_wrapped_to_the_new_width_is_found() {
+    let provider = FakeProvider::start();
+    let (env, token_file, log) = setup_env(&provider);
+    let token = provider.issue_setup_token("resize@example.com");
+    std::fs::write(&token_file, &token).unwrap();
+    let mut terminal = Terminal::spawn(&env, &["setup", "ci"], 100, &[]);
+    terminal.wait_for("Press Enter to open your browser", 20);
+    terminal.resize(37);
+    // tokenkeeper passes the new size on to claude's terminal, which tells claude.
+    terminal.wait_for("(window now 37 columns)", 20);
+    terminal.send("\r");
+    terminal.wait_for("Paste code here if prompted", 20);
+    terminal.send("code\r");
+    let (code, screen) = terminal.finish(30);
+    assert_eq!(code, 0, "{screen}");
+    let runs = claude_runs(&log);
+    assert_eq!(runs[0]["cols"], 100);
+    assert_eq!(runs[1]["cols_after_prompts"], 37);
+    assert_screen_hides(&screen, &token);
+    env.cmd(&["get", "ci"])
+        .ok()
+        .stdout_is(&format!("{token}\n"));
 }
 
 #[test]

@@ -82,6 +82,18 @@ impl Terminal {
         }
     }
 
+    /// Resizes the terminal, as a user dragging the window does (the program gets SIGWINCH).
+    pub fn resize(&self, cols: u16) {
+        self._master
+            .resize(PtySize {
+                rows: 24,
+                cols,
+                pixel_width: 0,
+                pixel_height: 0,
+            })
+            .unwrap();
+    }
+
     /// Types `keys`.
     pub fn send(&mut self, keys: &str) {
         self.writer.write_all(keys.as_bytes()).unwrap();
