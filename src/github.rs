@@ -265,6 +265,18 @@ mod tests {
     }
 
     #[test]
+    fn a_key_that_is_not_an_x25519_key_is_refused() {
+        for bad in ["", "not base64!", "AAAA"] {
+            let key = PublicKey {
+                key_id: "1".into(),
+                key: bad.into(),
+            };
+            let err = seal(&key, &Secret::new("x".into())).unwrap_err();
+            assert!(err.message().contains("not a base64 X25519 key"));
+        }
+    }
+
+    #[test]
     fn names_and_targets_are_checked_like_github_does() {
         assert!(validate_name("CLAUDE_CODE_OAUTH_TOKEN").is_ok());
         for bad in ["", "1X", "GITHUB_TOKEN", "A-B", "A B"] {

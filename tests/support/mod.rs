@@ -473,6 +473,21 @@ impl Output {
     }
 }
 
+/// Serves `app` on `listener` (non-blocking) from a thread with a runtime of its own, for as
+/// long as the test runs.
+pub fn serve_in_background(listener: std::net::TcpListener, app: axum::Router) {
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+}
+
 pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -182,17 +182,7 @@ impl Front {
                     .unwrap()
             }
         };
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                let app = axum::Router::new().fallback(handler);
-                axum::serve(listener, app).await.unwrap();
-            });
-        });
+        super::serve_in_background(listener, axum::Router::new().fallback(handler));
         Self { address, state }
     }
 
