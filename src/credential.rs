@@ -107,6 +107,13 @@ impl Credential {
                 true
             }
             None if doc.contains_key("accessToken") => false,
+            // What `revoke` leaves in an item that something else may read by name.
+            None if doc.get("revoked") == Some(&Value::Bool(true)) => {
+                let at = doc.get("revokedAt").and_then(Value::as_str).unwrap_or("?");
+                return Err(invalid(format!(
+                    "its token was revoked at {at} (tokenkeeper revoke); store a new one"
+                )));
+            }
             None => {
                 return Err(invalid(format!(
                     "expected `{CLAUDE_OAUTH_KEY}` (Claude Code's credential) or `accessToken`"

@@ -45,7 +45,7 @@ fn doctor_checks_the_install_and_each_slot_and_probes_without_spending_quota() {
     let token = add_setup_token(&env, &provider, "ci", 200);
     let usage_before = provider.usage_calls();
 
-    let out = env.cmd(&["doctor", "--format", "json"]).ok();
+    let out = env.cmd(&["doctor", "--format", "json", "-vv"]).ok();
     out.hides(&token).hides(&login.access).hides(&login.refresh);
     let report = out.json();
     assert_eq!(report["healthy"], true);

@@ -59,10 +59,12 @@ fn a_setup_token_becomes_one_sealed_secret_that_github_and_libsodium_open() {
         .stdin(&token)
         .ok();
 
-    env.cmd(&["github-sync", "ci", "--repo", "octo/agent"])
+    // At the most verbose log level: neither token appears.
+    env.cmd(&["github-sync", "ci", "--repo", "octo/agent", "-vv"])
         .ok()
         .stdout_is("created secret CLAUDE_CODE_OAUTH_TOKEN on octo/agent\n")
-        .hides(&token);
+        .hides(&token)
+        .hides(GITHUB_TOKEN);
     let secrets = github.secrets("octo/agent");
     assert_eq!(secrets.len(), 1);
     let secret = &secrets["CLAUDE_CODE_OAUTH_TOKEN"];

@@ -63,8 +63,9 @@ fn setup_captures_a_token_wrapped_across_rows_and_stores_it_without_showing_it()
     let token = provider.issue_setup_token("ci@example.com");
     std::fs::write(&token_file, &token).unwrap();
 
-    // 50 columns: the 108-character token is wrapped over three rows.
-    let mut terminal = Terminal::spawn(&env, &["setup", "ci"], 50, &[]);
+    // 50 columns: the 108-character token is wrapped over three rows. Logs (on the same
+    // screen) at the most verbose level.
+    let mut terminal = Terminal::spawn(&env, &["setup", "ci", "-vv"], 50, &[]);
     answer_prompts(&mut terminal);
     let (code, screen) = terminal.finish(30);
     assert_eq!(code, 0, "{screen}");
@@ -288,6 +289,14 @@ fn revoke_takes_the_token_out_of_the_store_catalog_and_live_file_and_says_where_
         .fails(1)
         .stderr_has("no claude slot");
 
+    // A ralph token's item, read by name by the ralph commands, says it was revoked.
+    env.cmd(&["store-token"]).stdin(&token).ok();
+    env.cmd(&["revoke", "claude-token", "--yes"]).ok();
+    env.cmd(&["get-token"])
+        .fails(1)
+        .stderr_has("its token was revoked at ")
+        .hides(&token);
+
     // --delete-item: the item goes too. An active OAuth slot's live file goes with it.
     let login = provider.issue("live@example.com");
     env.write_live(&FakeProvider::blob(&login));
@@ -308,7 +317,7 @@ fn revoke_takes_the_token_out_of_the_store_catalog_and_live_file_and_says_where_
     );
     assert_eq!(
         env.stored_secrets().len(),
-        1,
-        "only the first marker is left"
+        2,
+        "only the two markers are left"
     );
 }
