@@ -165,7 +165,7 @@ impl Slot {
         self.handed_over = None;
         self.superseded_by = None;
         if let Some(plan) = credential.subscription_type() {
-            self.subscription_type = Some(plan.to_string());
+            self.subscription_type = Some(plan);
         }
         if let Some(tier) = credential.rate_limit_tier() {
             self.rate_limit_tier = Some(tier.to_string());

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use zeroize::Zeroize;
 
+use crate::agent::codex;
 use crate::error::{Error, Result};
 use crate::secret::Secret;
 
@@ -62,11 +63,21 @@ pub enum InputForm {
     BareToken,
 }
 
+/// Which agent's document a credential is, which decides where its fields are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    /// Claude Code's blob: fields under `claudeAiOauth`.
+    ClaudeBlob,
+    /// The flat ralph shape `{"accessToken","expiresAt"}`.
+    Flat,
+    /// Codex's `auth.json` (see `agent::codex`).
+    Codex,
+}
+
 #[derive(Clone)]
 pub struct Credential {
     doc: Map<String, Value>,
-    /// True for Claude Code's blob (fields under `claudeAiOauth`), false for the flat shape.
-    nested: bool,
+    shape: Shape,
 }
 
 impl Credential {
@@ -92,8 +103,8 @@ impl Credential {
                 type_name(&value)
             )));
         };
-        let nested = match doc.get(CLAUDE_OAUTH_KEY) {
-            Some(Value::Object(_)) => true,
+        let shape = match doc.get(CLAUDE_OAUTH_KEY) {
+            Some(Value::Object(_)) => Shape::ClaudeBlob,
             Some(other) => {
                 return Err(invalid(format!(
                     "`{CLAUDE_OAUTH_KEY}` must be an object, found {}",
@@ -101,12 +112,13 @@ impl Credential {
                 )));
             }
             // The inner object alone, as some scripts save it: put it back where Claude Code wants it.
+            None if codex::is_auth_json(&doc) => Shape::Codex,
             None if doc.contains_key("refreshToken") => {
                 let inner = std::mem::take(&mut doc);
                 doc.insert(CLAUDE_OAUTH_KEY.to_string(), Value::Object(inner));
-                true
+                Shape::ClaudeBlob
             }
-            None if doc.contains_key("accessToken") => false,
+            None if doc.contains_key("accessToken") => Shape::Flat,
             // What `revoke` leaves in an item that something else may read by name.
             None if doc.get("revoked") == Some(&Value::Bool(true)) => {
                 let at = doc.get("revokedAt").and_then(Value::as_str).unwrap_or("?");
@@ -116,11 +128,11 @@ impl Credential {
             }
             None => {
                 return Err(invalid(format!(
-                    "expected `{CLAUDE_OAUTH_KEY}` (Claude Code's credential) or `accessToken`"
+                    "expected `{CLAUDE_OAUTH_KEY}` (Claude Code's credential), `tokens` (Codex's) or `accessToken`"
                 )));
             }
         };
-        let credential = Self { doc, nested };
+        let credential = Self { doc, shape };
         credential.validate().map_err(invalid)?;
         Ok(credential)
     }
@@ -161,11 +173,21 @@ impl Credential {
             Value::String(token.expose_secret().to_string()),
         );
         doc.insert("expiresAt".into(), Value::from(expires_at.as_millisecond()));
-        Self { doc, nested: false }
+        Self {
+            doc,
+            shape: Shape::Flat,
+        }
     }
 
     fn validate(&self) -> std::result::Result<(), String> {
-        let prefix = if self.nested { "claudeAiOauth." } else { "" };
+        if self.shape == Shape::Codex {
+            return codex::validate(&self.doc);
+        }
+        let prefix = if self.shape == Shape::ClaudeBlob {
+            "claudeAiOauth."
+        } else {
+            ""
+        };
         let fields = self.fields();
         match fields.get("accessToken") {
             Some(Value::String(s)) if s.trim().is_empty() => {
@@ -221,7 +243,14 @@ impl Credential {
 
     /// The shapes tokenkeeper itself would write; see `parse_input`.
     fn validate_strict(&self) -> std::result::Result<(), String> {
-        let prefix = if self.nested { "claudeAiOauth." } else { "" };
+        if self.shape == Shape::Codex {
+            return Ok(());
+        }
+        let prefix = if self.shape == Shape::ClaudeBlob {
+            "claudeAiOauth."
+        } else {
+            ""
+        };
         let fields = self.fields();
         for key in ["expiresAt", "refreshTokenExpiresAt"] {
             match fields.get(key) {
@@ -262,8 +291,10 @@ impl Credential {
         Ok(())
     }
 
+    /// Claude's fields (under `claudeAiOauth`, or the flat document). For Codex's document,
+    /// which has none of them, the document itself: every lookup there finds nothing.
     fn fields(&self) -> &Map<String, Value> {
-        if self.nested {
+        if self.shape == Shape::ClaudeBlob {
             match self.doc.get(CLAUDE_OAUTH_KEY) {
                 Some(Value::Object(inner)) => inner,
                 _ => unreachable!("validated at parse time"),
@@ -274,7 +305,7 @@ impl Credential {
     }
 
     fn fields_mut(&mut self) -> &mut Map<String, Value> {
-        if self.nested {
+        if self.shape == Shape::ClaudeBlob {
             match self.doc.get_mut(CLAUDE_OAUTH_KEY) {
                 Some(Value::Object(inner)) => inner,
                 _ => unreachable!("validated at parse time"),
@@ -294,6 +325,9 @@ impl Credential {
     }
 
     pub fn access_token(&self) -> Secret {
+        if self.shape == Shape::Codex {
+            return Secret::new(codex::access_token(&self.doc).unwrap_or_default());
+        }
         Secret::new(
             self.str_field("accessToken")
                 .unwrap_or_default()
@@ -302,6 +336,9 @@ impl Credential {
     }
 
     pub fn refresh_token(&self) -> Option<Secret> {
+        if self.shape == Shape::Codex {
+            return codex::refresh_token(&self.doc).map(Secret::new);
+        }
         self.str_field("refreshToken")
             .filter(|s| !s.is_empty())
             .map(|s| Secret::new(s.to_string()))
@@ -317,26 +354,51 @@ impl Credential {
 
     /// True for Claude Code's blob shape, the only shape its credentials file accepts.
     pub fn is_claude_blob(&self) -> bool {
-        self.nested
+        self.shape == Shape::ClaudeBlob
+    }
+
+    /// True for Codex's `auth.json`.
+    pub fn is_codex(&self) -> bool {
+        self.shape == Shape::Codex
+    }
+
+    /// The account a Codex login's `id_token` names.
+    pub fn codex_identity(&self) -> Option<codex::Identity> {
+        (self.shape == Shape::Codex).then(|| codex::identity(&self.doc))
     }
 
     pub fn expires_at(&self) -> Option<Timestamp> {
+        if self.shape == Shape::Codex {
+            return codex::expires_at(&self.doc);
+        }
         self.time_field("expiresAt")
     }
 
     pub fn refresh_expires_at(&self) -> Option<Timestamp> {
+        if self.shape == Shape::Codex {
+            return None;
+        }
         self.time_field("refreshTokenExpiresAt")
     }
 
-    pub fn subscription_type(&self) -> Option<&str> {
-        self.str_field("subscriptionType")
+    pub fn subscription_type(&self) -> Option<String> {
+        if self.shape == Shape::Codex {
+            return codex::identity(&self.doc).plan;
+        }
+        self.str_field("subscriptionType").map(str::to_string)
     }
 
     pub fn rate_limit_tier(&self) -> Option<&str> {
+        if self.shape == Shape::Codex {
+            return None;
+        }
         self.str_field("rateLimitTier")
     }
 
     pub fn scopes(&self) -> Vec<&str> {
+        if self.shape == Shape::Codex {
+            return Vec::new();
+        }
         match self.fields().get("scopes") {
             Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).collect(),
             Some(Value::String(text)) => text.split_whitespace().collect(),
@@ -345,6 +407,10 @@ impl Credential {
     }
 
     pub fn set_expires_at_if_missing(&mut self, at: Timestamp) {
+        // A Codex token's expiry is inside it.
+        if self.shape == Shape::Codex {
+            return;
+        }
         let fields = self.fields_mut();
         if fields.get("expiresAt").is_none_or(Value::is_null) {
             fields.insert("expiresAt".into(), Value::from(at.as_millisecond()));
@@ -356,6 +422,22 @@ impl Credential {
     /// An answer without an access token still carries the lineage: the old access token (dead
     /// since the rotation) stays, marked expired, so the next use refreshes with the new one.
     pub fn apply_refresh(&mut self, tokens: &crate::provider::Tokens, now: Timestamp) {
+        if self.shape == Shape::Codex {
+            let text = |s: &Option<Secret>| s.as_ref().map(|s| s.expose_secret().to_string());
+            let (access, refresh, id) = (
+                text(&tokens.access_token),
+                text(&tokens.refresh_token),
+                text(&tokens.id_token),
+            );
+            codex::apply_refresh(
+                &mut self.doc,
+                access.as_deref(),
+                refresh.as_deref(),
+                id.as_deref(),
+                now,
+            );
+            return;
+        }
         let fields = self.fields_mut();
         let Some(access) = &tokens.access_token else {
             if let Some(refresh) = &tokens.refresh_token {
@@ -389,7 +471,11 @@ impl Credential {
     /// expires (Claude Code runs with such a file), and cannot spend or fork the lineage.
     pub fn without_refresh_token(&self) -> Self {
         let mut copy = self.clone();
-        copy.fields_mut().shift_remove("refreshToken");
+        if copy.shape == Shape::Codex {
+            codex::strip_refresh_token(&mut copy.doc);
+        } else {
+            copy.fields_mut().shift_remove("refreshToken");
+        }
         copy
     }
 
@@ -405,6 +491,11 @@ impl Credential {
     /// Compact JSON, key order as parsed: byte-for-byte what Claude Code writes.
     pub fn to_secret_json(&self) -> Secret {
         Secret::new(serde_json::to_string(&self.doc).expect("a JSON map always serialises"))
+    }
+
+    /// Indented by two spaces, key order as parsed: what Codex writes.
+    pub fn to_pretty_json(&self) -> Secret {
+        Secret::new(serde_json::to_string_pretty(&self.doc).expect("a JSON map always serialises"))
     }
 }
 
@@ -450,7 +541,7 @@ fn millis(value: &Value) -> Option<i64> {
     }
 }
 
-fn type_name(value: &Value) -> &'static str {
+pub(crate) fn type_name(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
@@ -552,7 +643,7 @@ mod tests {
         let c = Credential::parse(BLOB.as_bytes(), "test").unwrap();
         assert_eq!(c.to_secret_json().expose_secret(), BLOB);
         assert_eq!(c.kind(), Kind::Oauth);
-        assert_eq!(c.subscription_type(), Some("max"));
+        assert_eq!(c.subscription_type().as_deref(), Some("max"));
         assert_eq!(c.scopes(), vec!["user:inference", "user:profile"]);
         assert_eq!(c.expires_at().unwrap().as_millisecond(), 1784443682444);
     }

@@ -11,7 +11,7 @@ use jiff::Timestamp;
 use tracing::{debug, info};
 
 use crate::agent::Agent;
-use crate::agent::claude::{self, Live, LoginAccount, fingerprint};
+use crate::agent::claude::LoginAccount;
 use crate::catalog::{self, Catalog, LiveRecord, Slot};
 use crate::credential::Credential;
 use crate::durable::failpoint;
@@ -213,9 +213,10 @@ impl Keeper {
         let stored = self.put(&slot, credential);
         failpoint("apply:after-store");
         if let Some(before) = &entry.live_before {
-            let live = Live::locate()?;
+            let agent = Agent::from_name(&entry.agent).unwrap_or(Agent::Claude);
+            let live = agent.live()?;
             let current = live.read()?.map(|c| c.fingerprint());
-            let new = fingerprint(credential.to_secret_json().expose_secret().as_bytes());
+            let new = live.fingerprint_of(credential);
             if current.as_ref() == Some(before) || current.as_ref() == Some(&new) {
                 let written = live.write(credential)?;
                 failpoint("apply:after-live");
@@ -247,9 +248,9 @@ impl Keeper {
             .is_some_and(|r| r.slot == slot_id)
     }
 
-    /// Fingerprint of the live file as it is now.
-    pub fn live_fingerprint(&self) -> Result<Option<String>> {
-        Ok(Live::locate()?.read()?.map(|c| c.fingerprint()))
+    /// Fingerprint of the agent's live credential as it is now.
+    pub fn live_fingerprint(&self, agent: Agent) -> Result<Option<String>> {
+        Ok(agent.live()?.read()?.map(|c| c.fingerprint()))
     }
 
     /// Marks a slot whose refresh token the provider refused.
@@ -394,7 +395,7 @@ impl Keeper {
     /// a new slot beside the old one rather than overwriting either. A login tokenkeeper never
     /// managed is left alone until the user adds it.
     pub fn sync_live(&mut self, agent: Agent) -> Result<()> {
-        let live = Live::locate()?;
+        let live = agent.live()?;
         let Some(current) = live.read()? else {
             return Ok(());
         };
@@ -404,7 +405,7 @@ impl Keeper {
             return Ok(());
         }
         let credential = match current.parsed {
-            Ok(credential) if credential.is_claude_blob() => credential,
+            Ok(credential) if agent.accepts(&credential) => credential,
             Ok(_) | Err(_) => {
                 if record.is_some() {
                     self.notices.push(format!(
@@ -420,7 +421,7 @@ impl Keeper {
                 let slot = self.catalog.get(&id).expect("found above").clone();
                 let stored = self.credential(&slot)?;
                 if stored != credential {
-                    info!(slot = %slot.name, "saving the credential Claude Code updated");
+                    info!(slot = %slot.name, agent = %agent, "saving the credential the agent updated");
                     self.put(&slot, &credential)?;
                     let now = self.now;
                     let saved = self.catalog.get_mut(&id).expect("found above");
@@ -441,7 +442,7 @@ impl Keeper {
                 // can: unchanged since tokenkeeper wrote the live credential, it was a refresh.
                 let profile = identify(&credential, self.now);
                 let unchanged_login = record.login.is_some()
-                    && claude::login_account().map(|a| a.key()) == record.login
+                    && agent.login_key() == record.login
                     && self.catalog.get(&record.slot).is_some();
                 let account_slot = match profile.as_ref().and_then(|p| p.account_uuid.as_deref()) {
                     Some(uuid) => self
@@ -460,7 +461,7 @@ impl Keeper {
                 match (account_slot, profile) {
                     (Some(id), _) => {
                         let slot = self.catalog.get(&id).expect("found above").clone();
-                        info!(slot = %slot.name, "saving the credential Claude Code refreshed (same account)");
+                        info!(slot = %slot.name, agent = %agent, "saving the credential the agent refreshed (same account)");
                         self.put(&slot, &credential)?;
                         let now = self.now;
                         self.catalog
@@ -492,7 +493,7 @@ impl Keeper {
                         self.put(&slot, &credential)?;
                         let id = slot.id.clone();
                         if profile.is_some() {
-                            self.notices.push(format!("Claude Code is logged in to an account no slot holds; saved it as slot '{name}'"));
+                            self.notices.push(format!("{} is logged in to an account no slot holds; saved it as slot '{name}'", agent.program()));
                         } else {
                             // If this was a refresh, the old slot's refresh token is spent, and
                             // replaying it would revoke these new tokens too.
@@ -502,7 +503,8 @@ impl Keeper {
                                 old.superseded_by = Some(id.clone());
                             }
                             self.notices.push(format!(
-                                "Claude Code's credential changed since tokenkeeper wrote it (a refresh or a new login) and its account could not be confirmed; saved it as slot '{name}' so no tokens are lost{}",
+                                "{}'s credential changed since tokenkeeper wrote it (a refresh or a new login) and its account could not be confirmed; saved it as slot '{name}' so no tokens are lost{}",
+                                agent.program(),
                                 old_name.map(|old| format!(", and '{old}' is not refreshed until the account is confirmed")).unwrap_or_default()
                             ));
                         }
@@ -522,7 +524,7 @@ impl Keeper {
     /// be the only copy there is. Called before the live credential is overwritten or removed
     /// (after `sync_live`, which saves every credential it can read into its slot).
     fn rescue_live(&mut self, agent: Agent) -> Result<()> {
-        let live = Live::locate()?;
+        let live = agent.live()?;
         let Some(current) = live.read()? else {
             return Ok(());
         };
@@ -571,7 +573,7 @@ impl Keeper {
                 slot: slot_id.to_string(),
                 sha256,
                 written_at: self.now,
-                login: claude::login_account().map(|account| account.key()),
+                login: Agent::from_name(agent).and_then(Agent::login_key),
             },
         );
     }
@@ -667,7 +669,7 @@ impl Keeper {
             // Claude Code's own word on the account, kept for `use` to put back — when it
             // names this slot's account (it may be stale after a swap underneath it).
             let slot = self.catalog.get_mut(&id).expect("present");
-            if let Some(record) = claude::login_record_account().filter(|record| {
+            if let Some(record) = agent.login_record().filter(|record| {
                 slot.account_uuid.is_none()
                     || record.get("accountUuid").and_then(|v| v.as_str())
                         == slot.account_uuid.as_deref()
@@ -685,14 +687,14 @@ impl Keeper {
         self.sync_live(agent)?;
         let slot = self.catalog.resolve(agent.name(), selector)?.clone();
         let settled = self.settle(&slot.id)?;
-        let live = Live::locate()?;
+        let live = agent.live()?;
         let record = self.catalog.live.get(agent.name());
         let current = live.read()?.map(|c| c.fingerprint());
         if record.is_some_and(|r| r.slot == slot.id && Some(&r.sha256) == current.as_ref()) {
             return Ok((Switched::AlreadyActive, slot));
         }
         let credential = self.credential(&slot)?;
-        if !credential.is_claude_blob() {
+        if !agent.accepts(&credential) {
             return Err(Error::failure(format!(
                 "slot '{}' holds a long-lived setup token, which Claude Code takes from CLAUDE_CODE_OAUTH_TOKEN, not from its credentials file",
                 slot.name
@@ -719,7 +721,7 @@ impl Keeper {
         info!(slot = %slot.name, live = %live.describe(), "wrote the live credential");
         // Claude Code names the account from its login record, not from the credential.
         if let Some(account) = slot.login_account_object() {
-            match claude::set_login_account(&account) {
+            match agent.set_login_record(&account) {
                 Ok(_) => {}
                 Err(err) => self.notices.push(format!(
                     "Claude Code may still name the previous account: {}",
@@ -896,7 +898,7 @@ impl Keeper {
             .live
             .get(agent.name())
             .is_some_and(|r| r.slot == slot.id);
-        let live = Live::locate()?;
+        let live = agent.live()?;
         let live_exists = live.exists()?;
         if owns_live && live_exists && !clear_live {
             return Err(Error::failure(format!(
@@ -1084,6 +1086,9 @@ enum Account {
 }
 
 fn account_of(credential: &Credential, now: Timestamp) -> Account {
+    if let Some(identity) = credential.codex_identity() {
+        return identity.account_id.map_or(Account::Unknown, Account::Known);
+    }
     if credential.expires_at().is_some_and(|at| at <= now) {
         return Account::Unknown;
     }
@@ -1116,21 +1121,24 @@ pub struct LiveLogin {
 }
 
 /// Reads Claude Code's live credential for `add --from live`.
-pub fn read_live_login(managed: bool) -> Result<LiveLogin> {
-    let live = Live::locate()?;
+pub fn read_live_login(agent: Agent, managed: bool) -> Result<LiveLogin> {
+    let live = agent.live()?;
     let current = live.read()?.ok_or_else(|| {
-        Error::failure(format!("Claude Code has no stored login in {}", live.describe()))
-            .with_hint("log in with `claude` (then /login), or pipe a credential: tokenkeeper add NAME --from stdin")
+        Error::failure(format!(
+            "{} has no stored login in {}",
+            agent.program(),
+            live.describe()
+        ))
+        .with_hint(format!(
+            "{}, or pipe a credential: tokenkeeper add NAME --agent {agent} --from stdin",
+            agent.login_hint()
+        ))
     })?;
     let fingerprint = current.fingerprint();
     let credential = current.parsed?;
     // The login record names the account only while tokenkeeper has not swapped credentials
     // underneath it; after a `use` it may describe another account, so it is not trusted then.
-    let account = if managed {
-        None
-    } else {
-        claude::login_account()
-    };
+    let account = if managed { None } else { agent.login_account() };
     Ok(LiveLogin {
         credential,
         fingerprint,
@@ -1142,6 +1150,15 @@ pub fn read_live_login(managed: bool) -> Result<LiveLogin> {
 /// Asks the provider whose account a credential belongs to; `None` when it cannot say (the
 /// token is expired or long-lived, or the provider is unreachable).
 pub fn identify(credential: &Credential, now: Timestamp) -> Option<Profile> {
+    // A Codex login names its account in its own id token: no request needed.
+    if let Some(identity) = credential.codex_identity() {
+        return identity.account_id.clone().map(|uuid| Profile {
+            account_uuid: Some(uuid),
+            email: identity.email,
+            plan: identity.plan,
+            ..Profile::default()
+        });
+    }
     if credential.expires_at().is_some_and(|at| at <= now)
         || !credential.scopes().contains(&"user:profile")
     {

@@ -115,6 +115,8 @@ pub struct Tokens {
     /// `None` only when the answer carried a new refresh token without an access token.
     pub access_token: Option<Secret>,
     pub refresh_token: Option<Secret>,
+    /// OpenAI's answers carry a new id token (a JWT naming the account).
+    pub id_token: Option<Secret>,
     pub expires_in: Option<SignedDuration>,
     pub scopes: Option<Vec<String>>,
     pub account_uuid: Option<String>,
@@ -160,6 +162,11 @@ impl Client {
 
     pub fn from_env() -> Self {
         Self::new(Endpoints::from_env())
+    }
+
+    /// The HTTP client, for another agent's provider requests (same timeouts and TLS).
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.http
     }
 
     /// Exchanges a refresh token for new tokens, retrying transient failures with backoff.
@@ -282,7 +289,7 @@ impl Client {
         .await
     }
 
-    async fn with_retries<T, F: Future<Output = Result<T, ProviderError>>>(
+    pub(crate) async fn with_retries<T, F: Future<Output = Result<T, ProviderError>>>(
         &self,
         what: &str,
         retry: Retry,
@@ -317,7 +324,7 @@ impl Client {
     }
 }
 
-async fn send(request: reqwest::RequestBuilder) -> Result<Value, ProviderError> {
+pub(crate) async fn send(request: reqwest::RequestBuilder) -> Result<Value, ProviderError> {
     let body = send_raw(request).await?;
     serde_json::from_str(body.expose_secret()).map_err(|_| {
         ProviderError::Lost("the provider answered with a body that is not JSON".into())
@@ -325,7 +332,7 @@ async fn send(request: reqwest::RequestBuilder) -> Result<Value, ProviderError> 
 }
 
 /// Sends a request; the body of a 2xx answer as received, or the classified failure.
-async fn send_raw(request: reqwest::RequestBuilder) -> Result<Secret, ProviderError> {
+pub(crate) async fn send_raw(request: reqwest::RequestBuilder) -> Result<Secret, ProviderError> {
     let response = request.send().await.map_err(|err| {
         // Only a failed connection proves the request never left; anything later may have
         // been acted on.
@@ -355,12 +362,25 @@ async fn send_raw(request: reqwest::RequestBuilder) -> Result<Secret, ProviderEr
     let error_code = value
         .as_ref()
         .and_then(|v| v.get("error"))
-        .and_then(|e| e.as_str().or_else(|| e.get("type").and_then(Value::as_str)))
+        .and_then(|e| {
+            e.as_str()
+                .or_else(|| e.get("code").and_then(Value::as_str))
+                .or_else(|| e.get("type").and_then(Value::as_str))
+        })
         .map(|s| s.chars().take(64).collect::<String>());
     let code = error_code.unwrap_or_else(|| format!("HTTP {}", status.as_u16()));
     let answered = format!("the provider answered HTTP {} ({code})", status.as_u16());
     Err(match status {
-        StatusCode::BAD_REQUEST if code == "invalid_grant" => ProviderError::NeedsLogin(code),
+        // OpenAI says why: refresh_token_reused, _expired, _invalidated.
+        StatusCode::BAD_REQUEST
+            if code == "invalid_grant" || code.starts_with("refresh_token_") =>
+        {
+            ProviderError::NeedsLogin(code)
+        }
+        // OpenAI's token endpoint refuses a dead refresh token with a 401 that says why.
+        StatusCode::UNAUTHORIZED if code.starts_with("refresh_token_") => {
+            ProviderError::NeedsLogin(code)
+        }
         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
             ProviderError::Unauthorized(status.as_u16())
         }
@@ -448,6 +468,7 @@ pub fn interpret(raw: &Secret) -> Result<Tokens, String> {
     Ok(Tokens {
         access_token: access.map(|s| Secret::new(s.to_string())),
         refresh_token: refresh.map(|s| Secret::new(s.to_string())),
+        id_token: text("id_token").map(|s| Secret::new(s.to_string())),
         expires_in,
         scopes: text("scope").map(|s| s.split_whitespace().map(str::to_string).collect()),
         account_uuid: account_text("uuid"),

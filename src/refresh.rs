@@ -12,7 +12,7 @@ use jiff::{SignedDuration, Timestamp};
 use tracing::{info, warn};
 
 use crate::agent::Agent;
-use crate::agent::claude;
+
 use crate::catalog::Slot;
 use crate::credential::{Credential, Kind};
 use crate::deadline;
@@ -20,7 +20,7 @@ use crate::durable::failpoint;
 use crate::error::{Error, Result};
 use crate::journal::{Entry, Journal};
 use crate::keeper::{Keeper, Settled};
-use crate::lock::{ClaudeLock, FileLock};
+use crate::lock::FileLock;
 use crate::net;
 use crate::paths::Paths;
 use crate::provider::ProviderError;
@@ -296,10 +296,10 @@ pub fn ensure_fresh(
             .with_hint("try again once it is done; if it hangs, stop that process"));
         }
     };
-    let _claude_lock = if owns_live {
+    let _agent_lock = if owns_live {
         let wait = if valid { remaining() } else { CLAUDE_LOCK_WAIT };
-        match ClaudeLock::acquire(&claude::secure_storage_dir()?, &paths.locks_dir(), wait) {
-            Ok(lock) => Some(lock),
+        match agent.hold_refresh_lock(&paths.locks_dir(), wait) {
+            Ok(lock) => lock,
             Err(err) if valid => return defer(err.message()),
             Err(err) => return Err(err),
         }
@@ -343,7 +343,7 @@ pub fn ensure_fresh(
             });
         }
         let live_before = if owns_live {
-            keeper.live_fingerprint()?
+            keeper.live_fingerprint(agent)?
         } else {
             None
         };
@@ -361,7 +361,7 @@ pub fn ensure_fresh(
     } else {
         deadline::REFRESH_BUDGET
     };
-    let request = net::client().refresh(&refresh_token);
+    let request = agent.refresh(&refresh_token);
     let answered = net::block_on(async { tokio::time::timeout(budget, request).await });
     let answer = match answered.unwrap_or_else(|_| {
         Err(ProviderError::Lost(format!(
@@ -373,7 +373,7 @@ pub fn ensure_fresh(
         Err(ProviderError::NeedsLogin(code)) => {
             let mut keeper = Keeper::open(paths.clone())?;
             keeper.mark_needs_login(&slot.id, &code)?;
-            return Err(needs_login_error(&slot.name, &code));
+            return Err(needs_login_error(&slot, &code));
         }
         Err(err) => {
             let still_valid = credential
@@ -511,24 +511,35 @@ fn check_login(slot: &Slot) -> Result<()> {
             "slot '{}' cannot be refreshed: the answer to its last refresh could not be used ({}); it is kept in {}",
             slot.name, stranded.why, stranded.kept
         ))
-        .with_hint(format!(
-            "log in again with `claude` (/login), then run: tokenkeeper add {}",
-            slot.name
-        )));
+        .with_hint(login_again(slot)));
     }
     match &slot.needs_login {
-        Some(code) => Err(needs_login_error(&slot.name, code)),
+        Some(code) => Err(needs_login_error(slot, code)),
         None => Ok(()),
     }
 }
 
-fn needs_login_error(name: &str, code: &str) -> Error {
+fn needs_login_error(slot: &Slot, code: &str) -> Error {
+    let name = &slot.name;
     Error::failure(format!(
         "slot '{name}' needs a new login: the provider refused its refresh token ({code})"
     ))
-    .with_hint(format!(
-        "log in again with `claude` (/login), then run: tokenkeeper add {name}"
-    ))
+    .with_hint(login_again(slot))
+}
+
+/// `log in again with `claude` (/login), then run: tokenkeeper add NAME`, for the slot's agent.
+fn login_again(slot: &Slot) -> String {
+    match Agent::from_name(&slot.agent) {
+        Some(Agent::Claude) | None => format!(
+            "log in again with `claude` (/login), then run: tokenkeeper add {}",
+            slot.name
+        ),
+        Some(agent) => format!(
+            "{}, then run: tokenkeeper add {} --agent {agent}",
+            agent.login_hint(),
+            slot.name
+        ),
+    }
 }
 
 #[cfg(test)]

@@ -1,20 +1,195 @@
-//! The coding agents tokenkeeper keeps credentials for, and where each one reads its own.
+//! The coding agents tokenkeeper keeps credentials for. Everything that differs between them
+//! is reached through [`Agent`]: where the live credential is and how it is written
+//! (`live`), what the provider says about an account, how the agent refreshes, what a child
+//! process needs in its environment. One module per agent holds the details.
+//!
+//! A third agent adds a variant here, a module beside `claude/` and `codex/`, and an arm in
+//! each method below; the keeper, refresh, catalog, daemon and CLI need no change.
 
 pub mod claude;
+pub mod codex;
+pub mod live;
 
 use std::fmt;
+
+pub use live::{Live, LiveCredential};
 
 /// An agent whose slots tokenkeeper manages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Agent {
     /// Anthropic's Claude Code.
     Claude,
+    /// OpenAI's Codex CLI.
+    Codex,
 }
 
 impl Agent {
+    pub const ALL: [Agent; 2] = [Agent::Claude, Agent::Codex];
+
+    /// The name in the catalog and on the command line.
     pub fn name(self) -> &'static str {
         match self {
             Agent::Claude => "claude",
+            Agent::Codex => "codex",
+        }
+    }
+
+    /// The program's name, for messages.
+    pub fn program(self) -> &'static str {
+        match self {
+            Agent::Claude => "Claude Code",
+            Agent::Codex => "Codex",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Agent> {
+        Self::ALL.into_iter().find(|a| a.name() == name)
+    }
+
+    /// Where the agent keeps the login it uses.
+    pub fn live(self) -> crate::error::Result<Live> {
+        match self {
+            Agent::Claude => claude::live(),
+            Agent::Codex => codex::live(),
+        }
+    }
+
+    /// What the agent's login record says about the account it uses now (`uuid|email`), for
+    /// telling its own refresh from a new login while offline. Only Claude Code keeps one.
+    pub fn login_key(self) -> Option<String> {
+        match self {
+            Agent::Claude => claude::login_account().map(|account| account.key()),
+            Agent::Codex => None,
+        }
+    }
+
+    /// The agent's own record of the account it logged in as (Claude Code's `oauthAccount`),
+    /// kept with a slot so `use` can put it back.
+    pub fn login_record(self) -> Option<serde_json::Value> {
+        match self {
+            Agent::Claude => claude::login_record_account(),
+            Agent::Codex => None,
+        }
+    }
+
+    /// Puts a slot's login record back; `Ok(false)` when there was nothing to change.
+    pub fn set_login_record(self, record: &serde_json::Value) -> crate::error::Result<bool> {
+        match self {
+            Agent::Claude => claude::set_login_account(record),
+            Agent::Codex => Ok(false),
+        }
+    }
+
+    /// The account the agent's login record names, when it keeps one.
+    pub fn login_account(self) -> Option<claude::LoginAccount> {
+        match self {
+            Agent::Claude => claude::login_account(),
+            Agent::Codex => None,
+        }
+    }
+
+    /// Takes the lock the agent itself holds while it refreshes its live login, so the two
+    /// never refresh one lineage at once (Claude Code's lock directories). Codex takes no
+    /// lock: it re-reads its file before refreshing and adopts newer tokens of its account.
+    /// Held until the returned value is dropped.
+    pub fn hold_refresh_lock(
+        self,
+        own_dir: &std::path::Path,
+        wait: std::time::Duration,
+    ) -> crate::error::Result<Option<Box<dyn std::any::Any>>> {
+        match self {
+            Agent::Claude => {
+                let lock = crate::lock::claude::ClaudeLock::acquire(
+                    &claude::secure_storage_dir()?,
+                    own_dir,
+                    wait,
+                )?;
+                Ok(Some(Box::new(lock)))
+            }
+            Agent::Codex => Ok(None),
+        }
+    }
+
+    /// Spends a refresh token at the agent's provider; the answer as received.
+    pub async fn refresh(
+        self,
+        refresh_token: &crate::secret::Secret,
+    ) -> Result<crate::secret::Secret, crate::provider::ProviderError> {
+        let client = crate::net::client();
+        match self {
+            Agent::Claude => client.refresh(refresh_token).await,
+            Agent::Codex => codex::provider::refresh(client, refresh_token).await,
+        }
+    }
+
+    /// Whether the provider will tell this credential's quota usage (a setup token, scope
+    /// `user:inference` only, or an API key cannot).
+    pub fn usage_readable(self, credential: &crate::credential::Credential) -> bool {
+        match self {
+            Agent::Claude => {
+                credential.kind() == crate::credential::Kind::Oauth
+                    && credential.scopes().contains(&"user:profile")
+            }
+            Agent::Codex => credential.kind() == crate::credential::Kind::Oauth,
+        }
+    }
+
+    /// One reading of the account's quota windows (asks nothing of the quota itself).
+    pub async fn read_usage(
+        self,
+        credential: &crate::credential::Credential,
+        retry: crate::provider::Retry,
+    ) -> Result<crate::usage::Snapshot, crate::provider::ProviderError> {
+        let client = crate::net::client();
+        let token = credential.access_token();
+        let now = jiff::Timestamp::now;
+        match self {
+            Agent::Claude => {
+                let value = client.usage(&token, retry).await?;
+                Ok(crate::usage::Snapshot::parse(&value, now()))
+            }
+            Agent::Codex => {
+                let account = credential.codex_identity().and_then(|i| i.account_id);
+                let value =
+                    codex::provider::usage(client, &token, account.as_deref(), retry).await?;
+                Ok(codex::provider::snapshot(&value, now()))
+            }
+        }
+    }
+
+    /// What to tell the user after `use` switched the agent's login.
+    pub fn after_switch_notice(self) -> Option<String> {
+        match self {
+            Agent::Claude => None,
+            Agent::Codex => {
+                let running = codex::running();
+                let which = if running.is_empty() {
+                    String::new()
+                } else {
+                    let pids: Vec<String> = running.iter().map(u32::to_string).collect();
+                    format!(" (running now: pid {})", pids.join(", "))
+                };
+                Some(format!(
+                    "Codex processes already running keep the account they started with{which}: Codex reads its login once; new ones use this slot"
+                ))
+            }
+        }
+    }
+
+    /// Whether the agent reads this credential's shape from its live location (Claude Code
+    /// its blob, not a bare setup token; Codex its `auth.json`).
+    pub fn accepts(self, credential: &crate::credential::Credential) -> bool {
+        match self {
+            Agent::Claude => credential.is_claude_blob(),
+            Agent::Codex => credential.is_codex(),
+        }
+    }
+
+    /// How to log in with the agent itself, for hints.
+    pub fn login_hint(self) -> &'static str {
+        match self {
+            Agent::Claude => "log in with `claude` (then /login)",
+            Agent::Codex => "log in with `codex login`",
         }
     }
 }

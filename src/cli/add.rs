@@ -86,8 +86,8 @@ pub fn run(args: Args, paths: &Paths, format: Format) -> Result<u8> {
     let (outcome, id, from_live) = match source {
         Source::Live => {
             let managed = keeper.catalog().live.contains_key(agent.name());
-            let login = keeper::read_live_login(managed)?;
-            tracing::info!(path = %login.path, "read Claude Code's credential");
+            let login = keeper::read_live_login(agent, managed)?;
+            tracing::info!(path = %login.path, "read the live credential");
             let (outcome, id) = keeper.add(
                 agent,
                 name.as_deref(),

@@ -13,7 +13,9 @@ use serde_json::{Value, json};
 use super::AgentArg;
 use super::output::{self, Format};
 use super::style;
-use crate::agent::claude::{self, Live};
+use crate::agent::Agent;
+use crate::agent::claude;
+use crate::agent::live::Live;
 use crate::catalog::{Catalog, Slot};
 use crate::credential::{Credential, Kind};
 use crate::error::Result;
@@ -276,11 +278,15 @@ fn check_modes(paths: &Paths, fix: bool, report: &mut Report) {
         }
     };
     walk(&paths.data_dir, 0, &mut visit);
-    if let Ok(Live::File { path }) = Live::locate()
-        && let Ok(meta) = fs::symlink_metadata(&path)
-        && meta.is_file()
-    {
-        visit(&path, &meta);
+    for path in Agent::ALL.iter().filter_map(|agent| match agent.live() {
+        Ok(Live::File { path, .. }) => Some(path),
+        _ => None,
+    }) {
+        if let Ok(meta) = fs::symlink_metadata(&path)
+            && meta.is_file()
+        {
+            visit(&path, &meta);
+        }
     }
     for path in &foreign {
         report
@@ -532,7 +538,9 @@ fn check_live(paths: &Paths, catalog: &Catalog, report: &mut Report) {
         );
         return;
     };
-    let live = Live::locate().and_then(|live| Ok((live.describe(), live.read()?)));
+    let live = Agent::Claude
+        .live()
+        .and_then(|live| Ok((live.describe(), live.read()?)));
     let (place, current) = match live {
         Ok(found) => found,
         Err(err) => {

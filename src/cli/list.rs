@@ -8,11 +8,11 @@ use super::output::{self, Format};
 use super::style;
 use crate::agent::Agent;
 use crate::catalog::Slot;
+use crate::credential::Credential;
 use crate::error::Result;
 use crate::keeper::Keeper;
 use crate::paths::Paths;
 use crate::refresh;
-use crate::secret::Secret;
 use crate::timefmt;
 use crate::usage::{self, Eligibility};
 
@@ -51,7 +51,7 @@ pub struct Args {
 pub fn run(args: Args, paths: &Paths, format: Format) -> Result<u8> {
     let agents: Vec<Agent> = match args.agent {
         Some(agent) => vec![agent],
-        None => vec![Agent::Claude],
+        None => Agent::ALL.to_vec(),
     };
     let mut keeper = Keeper::open(paths.clone())?;
     for agent in &agents {
@@ -297,7 +297,7 @@ fn column_title(id: &str) -> &'static str {
 /// Renews readings older than `max_age` for slots whose stored access token can read usage.
 fn renew_usage(keeper: &mut Keeper, agents: &[Agent], max_age: SignedDuration) -> Result<()> {
     let now = keeper.now();
-    let stale: Vec<(String, Secret)> = agents
+    let stale: Vec<(String, (Agent, Credential))> = agents
         .iter()
         .flat_map(|agent| keeper.catalog().slots_of(agent.name()))
         .filter(|slot| {
@@ -312,15 +312,16 @@ fn renew_usage(keeper: &mut Keeper, agents: &[Agent], max_age: SignedDuration) -
         })
         .filter_map(|slot| {
             let credential = keeper.credential(slot).ok()?;
+            let agent = Agent::from_name(&slot.agent)?;
             (usage::eligibility(slot, &credential) == Eligibility::Yes)
-                .then(|| (slot.id.clone(), credential.access_token()))
+                .then(|| (slot.id.clone(), (agent, credential)))
         })
         .collect();
     if stale.is_empty() {
         return Ok(());
     }
-    let tokens: Vec<Secret> = stale.iter().map(|(_, token)| token.clone()).collect();
-    let readings = usage::fetch_quick(&tokens, USAGE_JOBS);
+    let logins: Vec<(Agent, Credential)> = stale.iter().map(|(_, login)| login.clone()).collect();
+    let readings = usage::fetch_quick(&logins, USAGE_JOBS);
     let readings = stale
         .into_iter()
         .zip(readings)

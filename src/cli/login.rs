@@ -9,7 +9,8 @@ use serde_json::Value;
 
 use super::AgentArg;
 use super::output::{self, Format};
-use crate::agent::claude::{self, Live};
+use crate::agent::Live;
+use crate::agent::claude;
 use crate::error::{Error, Result};
 use crate::keeper::{Added, Keeper};
 use crate::paths::Paths;
@@ -74,7 +75,7 @@ pub fn run(args: Args, paths: &Paths, format: Format) -> Result<u8> {
     command
         .env(claude::ENV_CONFIG_DIR, dir.path())
         .env_remove(claude::ENV_SECURE_STORAGE_DIR);
-    let live = Live::for_config_dir(dir.path())?;
+    let live = claude::live_for_config_dir(dir.path())?;
     let cleanup = |live: &Live| {
         // The login's own copy of the credential goes with the directory (or its Keychain item).
         if let Live::Keychain { .. } = live {

@@ -4,7 +4,6 @@ use serde_json::json;
 
 use super::AgentArg;
 use super::output::{self, Format};
-use crate::agent::claude::Live;
 use crate::error::Result;
 use crate::keeper::{Keeper, Switched};
 use crate::paths::Paths;
@@ -40,7 +39,12 @@ pub fn run(args: Args, paths: &Paths, format: Format) -> Result<u8> {
     let (outcome, slot) = keeper.switch(agent, &args.slot)?;
     output::flush_notices(&mut keeper);
     output::warn_expiry(&slot);
-    let live = Live::locate()?.describe();
+    if outcome == Switched::Switched
+        && let Some(notice) = agent.after_switch_notice()
+    {
+        output::notice(&notice);
+    }
+    let live = agent.live()?.describe();
     if format == Format::Json {
         return output::json(&json!({
             "action": match outcome { Switched::Switched => "switched", Switched::AlreadyActive => "unchanged" },

@@ -5,21 +5,16 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use jiff::Timestamp;
-
 use super::Snapshot;
 use crate::agent::Agent;
 use crate::catalog::Slot;
-use crate::credential::{Credential, Kind};
+use crate::credential::Credential;
 use crate::error::{Error, Result};
 use crate::net;
 use crate::paths::Paths;
 use crate::provider::{ProviderError, Retry};
 use crate::refresh::{self, Policy};
-use crate::secret::Secret;
 
-/// The scope the usage and profile endpoints require.
-const PROFILE_SCOPE: &str = "user:profile";
 /// The most one slot's usage reading may take, retries included: a provider that accepts
 /// and never answers must not hold `usage` for minutes.
 const SLOT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -36,10 +31,10 @@ pub enum Eligibility {
 }
 
 pub fn eligibility(slot: &Slot, credential: &Credential) -> Eligibility {
+    let agent = Agent::from_name(&slot.agent).unwrap_or(Agent::Claude);
     if slot.needs_login.is_some() {
         Eligibility::NeedsLogin
-    } else if credential.kind() == Kind::LongLived || !credential.scopes().contains(&PROFILE_SCOPE)
-    {
+    } else if !agent.usage_readable(credential) {
         Eligibility::SetupToken
     } else {
         Eligibility::Yes
@@ -75,11 +70,11 @@ pub fn fetch_many(
 
 /// Reads usage with the stored access tokens only: one quick attempt each, no refresh. For
 /// `list`, which must stay fast and never spend a refresh token.
-pub fn fetch_quick(tokens: &[Secret], jobs: usize) -> Vec<Option<Snapshot>> {
-    parallel_map(tokens, jobs, |token| {
-        let request = net::client().usage(token, Retry::Never);
+pub fn fetch_quick(logins: &[(Agent, Credential)], jobs: usize) -> Vec<Option<Snapshot>> {
+    parallel_map(logins, jobs, |(agent, credential)| {
+        let request = agent.read_usage(credential, Retry::Never);
         match net::block_on(async { tokio::time::timeout(QUICK_TIMEOUT, request).await }) {
-            Ok(Ok(value)) => Some(Snapshot::parse(&value, Timestamp::now())),
+            Ok(Ok(snapshot)) => Some(snapshot),
             Ok(Err(err)) => {
                 tracing::info!(error = %err, "could not read usage");
                 None
@@ -105,8 +100,7 @@ fn try_usage_of(paths: &Paths, agent: Agent, name: &str, policy: &Policy) -> Res
         return Ok(SlotUsage::Unavailable);
     }
     let ask = |credential: &Credential| {
-        let token = credential.access_token();
-        let request = net::client().usage(&token, Retry::Backoff);
+        let request = agent.read_usage(credential, Retry::Backoff);
         net::block_on(async { tokio::time::timeout(SLOT_TIMEOUT, request).await }).unwrap_or_else(
             |_| {
                 Err(ProviderError::Lost(format!(
@@ -127,10 +121,7 @@ fn try_usage_of(paths: &Paths, agent: Agent, name: &str, policy: &Policy) -> Res
         other => other,
     }
     .map_err(|err| Error::failure(format!("cannot read the usage of slot '{name}': {err}")))?;
-    Ok(SlotUsage::Snapshot(Snapshot::parse(
-        &value,
-        Timestamp::now(),
-    )))
+    Ok(SlotUsage::Snapshot(value))
 }
 
 /// `items.map(work)` on up to `jobs` threads, results in input order.

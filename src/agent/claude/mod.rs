@@ -12,15 +12,13 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
-use crate::credential::Credential;
 use crate::durable;
 use crate::error::{Error, Result};
 use crate::paths::{env_path, home_dir};
-use crate::perms;
-use crate::secret::Secret;
-use crate::store::{KeychainStore, SecretKey, SecretStore};
+use crate::store::{KeychainStore, SecretKey};
+
+pub use super::live::{Live, LiveCredential, Style, fingerprint};
 
 /// Claude Code's override for its config directory.
 pub const ENV_CONFIG_DIR: &str = "CLAUDE_CONFIG_DIR";
@@ -39,7 +37,6 @@ const CREDENTIALS_FILE: &str = ".credentials.json";
 const LOGIN_RECORD_FILE: &str = ".claude.json";
 /// The member of the login record that names the account.
 const LOGIN_ACCOUNT_KEY: &str = "oauthAccount";
-const MAX_LIVE_BYTES: u64 = 1 << 20;
 
 /// Claude Code (2.1.220 and later) keeps its credential store here instead of the config dir.
 pub const ENV_SECURE_STORAGE_DIR: &str = "CLAUDE_SECURESTORAGE_CONFIG_DIR";
@@ -89,18 +86,6 @@ pub fn config_dir() -> Result<PathBuf> {
     }
 }
 
-/// What the live file held when read.
-pub struct LiveCredential {
-    pub bytes: Secret,
-    pub parsed: Result<Credential>,
-}
-
-impl LiveCredential {
-    pub fn fingerprint(&self) -> String {
-        fingerprint(self.bytes.expose_secret().as_bytes())
-    }
-}
-
 /// The `claude` program to run (`login`, `setup`), when not the one on PATH.
 pub const ENV_CLAUDE_BIN: &str = "TOKENKEEPER_CLAUDE_BIN";
 
@@ -109,152 +94,64 @@ pub const ENV_LIVE: &str = "TOKENKEEPER_CLAUDE_LIVE";
 /// Claude Code's Keychain item (the account is the user's short name).
 pub const KEYCHAIN_SERVICE: &str = "Claude Code-credentials";
 
-/// Claude Code's live credential: its credentials file, or its Keychain item.
-pub enum Live {
-    File {
-        path: PathBuf,
-    },
-    Keychain {
-        store: KeychainStore,
-        key: SecretKey,
-    },
+/// Where Claude Code keeps its credential on this machine: its credentials file, or its
+/// Keychain item.
+pub fn live() -> Result<Live> {
+    let custom = std::env::var_os(ENV_SECURE_STORAGE_DIR).is_some()
+        || std::env::var_os(ENV_CONFIG_DIR).is_some();
+    live_in(&secure_storage_dir()?, custom)
 }
 
-impl Live {
-    pub fn locate() -> Result<Self> {
-        let custom = std::env::var_os(ENV_SECURE_STORAGE_DIR).is_some()
-            || std::env::var_os(ENV_CONFIG_DIR).is_some();
-        Self::in_dir(&secure_storage_dir()?, custom)
-    }
-
-    /// Where a Claude Code run with `CLAUDE_CONFIG_DIR=dir` keeps its credential (`login`
-    /// runs one so): the file in `dir`, or the Keychain item named for `dir`.
-    pub fn for_config_dir(dir: &Path) -> Result<Self> {
-        Self::in_dir(dir, true)
-    }
-
-    /// The credential store of directory `dir`; `custom`: a directory other than the
-    /// default, whose Keychain item carries its hash.
-    fn in_dir(dir: &Path, custom: bool) -> Result<Self> {
-        let keychain = match std::env::var(ENV_LIVE)
-            .ok()
-            .filter(|v| !v.is_empty())
-            .as_deref()
-        {
-            None => cfg!(target_os = "macos"),
-            Some("keychain") => true,
-            Some("file") => false,
-            Some(other) => {
-                return Err(
-                    Error::usage(format!("{ENV_LIVE}={other} is not a location"))
-                        .with_hint("use file or keychain"),
-                );
-            }
-        };
-        if !keychain {
-            return Ok(Self::File {
-                path: dir.join(CREDENTIALS_FILE),
-            });
-        }
-        let user = std::env::var("USER")
-            .ok()
-            .filter(|u| !u.is_empty())
-            .ok_or_else(|| {
-                Error::failure("cannot tell Claude Code's Keychain account: USER is not set")
-                    .with_hint("set USER to your short user name")
-            })?;
-        let service = if custom {
-            service_for_dir(&dir.to_string_lossy())
-        } else {
-            KEYCHAIN_SERVICE.to_string()
-        };
-        Ok(Self::Keychain {
-            store: KeychainStore::from_env(),
-            key: SecretKey {
-                service,
-                account: keychain_account(&user),
-            },
-        })
-    }
-
-    /// For messages: the file's path, or the Keychain item.
-    pub fn describe(&self) -> String {
-        match self {
-            Self::File { path } => path.display().to_string(),
-            Self::Keychain { key, .. } => format!("the Keychain item {key}"),
-        }
-    }
-
-    pub fn exists(&self) -> Result<bool> {
-        match self {
-            Self::File { path } => Ok(path.exists()),
-            Self::Keychain { store, key } => Ok(store.get(key)?.is_some()),
-        }
-    }
-
-    /// `Ok(None)` when Claude Code has no stored login.
-    pub fn read(&self) -> Result<Option<LiveCredential>> {
-        let (bytes, origin) = match self {
-            Self::File { path } => match read_file(path)? {
-                Some(bytes) => (bytes, path.display().to_string()),
-                None => return Ok(None),
-            },
-            Self::Keychain { store, key } => match store.get(key)? {
-                Some(bytes) => (bytes, self.describe()),
-                None => return Ok(None),
-            },
-        };
-        let parsed = Credential::parse(bytes.expose_secret().as_bytes(), &origin);
-        Ok(Some(LiveCredential { bytes, parsed }))
-    }
-
-    /// Writes `credential` exactly as Claude Code would (compact JSON; a 0600 file replaced
-    /// atomically, or the Keychain item) and returns the fingerprint of the bytes written.
-    pub fn write(&self, credential: &Credential) -> Result<String> {
-        let json = credential.to_secret_json();
-        match self {
-            Self::File { path } => {
-                let dir = path.parent().expect("the credentials file has a parent");
-                perms::ensure_dir(dir)?;
-                durable::write_atomic(path, json.expose_secret().as_bytes())?;
-            }
-            Self::Keychain { store, key } => store.put(key, &json)?,
-        }
-        Ok(fingerprint(json.expose_secret().as_bytes()))
-    }
-
-    pub fn remove(&self) -> Result<bool> {
-        match self {
-            Self::File { path } => durable::remove(path),
-            Self::Keychain { store, key } => store.delete(key),
-        }
-    }
+/// Where a Claude Code run with `CLAUDE_CONFIG_DIR=dir` keeps its credential (`login` runs
+/// one so): the file in `dir`, or the Keychain item named for `dir`.
+pub fn live_for_config_dir(dir: &Path) -> Result<Live> {
+    live_in(dir, true)
 }
 
-/// The credentials file's text, `None` when there is none.
-fn read_file(path: &Path) -> Result<Option<Secret>> {
-    let meta = match fs::metadata(path) {
-        Ok(meta) => meta,
-        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(err) => {
-            return Err(Error::io(
-                "cannot read Claude Code's credentials",
-                path,
-                err,
-            ));
+/// The credential store of directory `dir`; `custom`: a directory other than the default,
+/// whose Keychain item carries its hash.
+fn live_in(dir: &Path, custom: bool) -> Result<Live> {
+    let keychain = match std::env::var(ENV_LIVE)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .as_deref()
+    {
+        None => cfg!(target_os = "macos"),
+        Some("keychain") => true,
+        Some("file") => false,
+        Some(other) => {
+            return Err(
+                Error::usage(format!("{ENV_LIVE}={other} is not a location"))
+                    .with_hint("use file or keychain"),
+            );
         }
     };
-    if meta.len() > MAX_LIVE_BYTES {
-        return Err(Error::failure(format!(
-            "{} is larger than 1 MiB; it is not a credential file",
-            path.display()
-        )));
+    if !keychain {
+        return Ok(Live::File {
+            path: dir.join(CREDENTIALS_FILE),
+            style: Style::Compact,
+            owner: "Claude Code",
+        });
     }
-    let bytes = fs::read(path)
-        .map_err(|err| Error::io("cannot read Claude Code's credentials", path, err))?;
-    let text = String::from_utf8(bytes)
-        .map_err(|_| Error::failure(format!("{} is not UTF-8 text", path.display())))?;
-    Ok(Some(Secret::new(text)))
+    let user = std::env::var("USER")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| {
+            Error::failure("cannot tell Claude Code's Keychain account: USER is not set")
+                .with_hint("set USER to your short user name")
+        })?;
+    let service = if custom {
+        service_for_dir(&dir.to_string_lossy())
+    } else {
+        KEYCHAIN_SERVICE.to_string()
+    };
+    Ok(Live::Keychain {
+        store: KeychainStore::from_env(),
+        key: SecretKey {
+            service,
+            account: keychain_account(&user),
+        },
+    })
 }
 
 /// Claude Code's login record, `.claude.json`: in `$CLAUDE_CONFIG_DIR`, else the home directory.
@@ -344,14 +241,6 @@ impl LoginAccount {
             self.email.as_deref().unwrap_or_default()
         )
     }
-}
-
-/// SHA-256 of the bytes, hex: tells a changed live file from the one tokenkeeper wrote.
-pub fn fingerprint(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 #[cfg(test)]

@@ -1,0 +1,154 @@
+//! An agent's live credential: the file or keychain item the agent itself reads its login
+//! from, and which `use` writes. Each agent module says where it is and how it is written
+//! (`Agent::live`); this module reads, writes and removes it.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::credential::Credential;
+use crate::durable;
+use crate::error::{Error, Result};
+use crate::perms;
+use crate::secret::Secret;
+use crate::store::{KeychainStore, SecretKey, SecretStore};
+
+const MAX_LIVE_BYTES: u64 = 1 << 20;
+
+/// How the agent itself writes its file: the bytes `use` writes must be what it would write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    /// One line, no spaces (Claude Code).
+    Compact,
+    /// Indented by two spaces (Codex, serde_json's pretty printer).
+    Pretty,
+}
+
+pub enum Live {
+    File {
+        path: PathBuf,
+        style: Style,
+        /// The agent, for messages: `Claude Code`, `Codex`.
+        owner: &'static str,
+    },
+    Keychain {
+        store: KeychainStore,
+        key: SecretKey,
+    },
+}
+
+/// What the live location held when read.
+pub struct LiveCredential {
+    pub bytes: Secret,
+    pub parsed: Result<Credential>,
+}
+
+impl LiveCredential {
+    pub fn fingerprint(&self) -> String {
+        fingerprint(self.bytes.expose_secret().as_bytes())
+    }
+}
+
+impl Live {
+    /// For messages: the file's path, or the Keychain item.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::File { path, .. } => path.display().to_string(),
+            Self::Keychain { key, .. } => format!("the Keychain item {key}"),
+        }
+    }
+
+    pub fn exists(&self) -> Result<bool> {
+        match self {
+            Self::File { path, .. } => Ok(path.exists()),
+            Self::Keychain { store, key } => Ok(store.get(key)?.is_some()),
+        }
+    }
+
+    /// `Ok(None)` when the agent has no stored login.
+    pub fn read(&self) -> Result<Option<LiveCredential>> {
+        let (bytes, origin) = match self {
+            Self::File { path, owner, .. } => match read_file(path, owner)? {
+                Some(bytes) => (bytes, path.display().to_string()),
+                None => return Ok(None),
+            },
+            Self::Keychain { store, key } => match store.get(key)? {
+                Some(bytes) => (bytes, self.describe()),
+                None => return Ok(None),
+            },
+        };
+        let parsed = Credential::parse(bytes.expose_secret().as_bytes(), &origin);
+        Ok(Some(LiveCredential { bytes, parsed }))
+    }
+
+    /// Writes `credential` as the agent would (its JSON style; a 0600 file replaced
+    /// atomically, or the Keychain item) and returns the fingerprint of the bytes written.
+    pub fn write(&self, credential: &Credential) -> Result<String> {
+        match self {
+            Self::File { path, style, .. } => {
+                let json = match style {
+                    Style::Compact => credential.to_secret_json(),
+                    Style::Pretty => credential.to_pretty_json(),
+                };
+                let dir = path.parent().expect("a credentials file has a parent");
+                perms::ensure_dir(dir)?;
+                durable::write_atomic(path, json.expose_secret().as_bytes())?;
+                Ok(fingerprint(json.expose_secret().as_bytes()))
+            }
+            Self::Keychain { store, key } => {
+                let json = credential.to_secret_json();
+                store.put(key, &json)?;
+                Ok(fingerprint(json.expose_secret().as_bytes()))
+            }
+        }
+    }
+
+    /// The fingerprint `write` would give for `credential`.
+    pub fn fingerprint_of(&self, credential: &Credential) -> String {
+        let json = match self {
+            Self::File {
+                style: Style::Pretty,
+                ..
+            } => credential.to_pretty_json(),
+            _ => credential.to_secret_json(),
+        };
+        fingerprint(json.expose_secret().as_bytes())
+    }
+
+    pub fn remove(&self) -> Result<bool> {
+        match self {
+            Self::File { path, .. } => durable::remove(path),
+            Self::Keychain { store, key } => store.delete(key),
+        }
+    }
+}
+
+/// The credentials file's text, `None` when there is none.
+fn read_file(path: &Path, owner: &str) -> Result<Option<Secret>> {
+    let action = format!("cannot read {owner}'s credentials");
+    let meta = match fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(err) => return Err(Error::io(&action, path, err)),
+    };
+    if meta.len() > MAX_LIVE_BYTES {
+        return Err(Error::failure(format!(
+            "{} is larger than 1 MiB; it is not a credential file",
+            path.display()
+        )));
+    }
+    let bytes = fs::read(path).map_err(|err| Error::io(&action, path, err))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| Error::failure(format!("{} is not UTF-8 text", path.display())))?;
+    Ok(Some(Secret::new(text)))
+}
+
+/// SHA-256 of the bytes, hex: tells a changed live file from the one tokenkeeper wrote.
+pub fn fingerprint(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}

@@ -1,0 +1,247 @@
+//! Codex as the second agent: its slots, live `auth.json`, refresh against a fake OpenAI with
+//! single-use refresh tokens, usage, switching — and Claude's slots beside them untouched.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+
+use serde_json::Value;
+
+use crate::support::openai::{CodexLogin, FakeOpenAi};
+use crate::support::provider::FakeProvider;
+use crate::support::*;
+
+fn codex_env(openai: &FakeOpenAi) -> Env {
+    let mut env = Env::new();
+    env.set_all(openai.env());
+    env
+}
+
+fn auth_path(env: &Env) -> PathBuf {
+    env.home.join(".codex/auth.json")
+}
+
+/// Logs Codex in as `login`, as `codex login` leaves it (0600).
+fn write_auth(env: &Env, login: &CodexLogin) {
+    let path = auth_path(env);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, login.auth_json()).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+fn read_auth(env: &Env) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(auth_path(env)).unwrap()).unwrap()
+}
+
+#[test]
+fn a_codex_login_becomes_a_slot_named_after_its_account_with_its_plan() {
+    let openai = FakeOpenAi::start();
+    let env = codex_env(&openai);
+    let login = openai.issue("dev@example.com", "plus");
+    write_auth(&env, &login);
+
+    env.cmd(&["add", "--agent", "codex"])
+        .ok()
+        .hides(&login.access)
+        .hides(&login.refresh);
+    let listed = env
+        .cmd(&["list", "--agent", "codex", "--format", "json", "--no-usage"])
+        .ok()
+        .json();
+    assert_eq!(listed[0]["name"], "dev");
+    assert_eq!(listed[0]["agent"], "codex");
+    assert_eq!(listed[0]["kind"], "oauth");
+    assert_eq!(listed[0]["email"], "dev@example.com");
+    assert_eq!(listed[0]["subscription_type"], "plus");
+    assert_eq!(listed[0]["account_uuid"], "acct-dev");
+    assert_eq!(listed[0]["active"], true);
+    // The expiry is the access token's own `exp`.
+    assert_eq!(
+        listed[0]["expires_at"].as_str().unwrap(),
+        jiff::Timestamp::from_second(login.expires_at)
+            .unwrap()
+            .to_string()
+    );
+    env.cmd(&["get", "--agent", "codex"])
+        .ok()
+        .stdout_is(&format!("{}\n", login.access));
+    env.cmd(&["check", "dev", "--agent", "codex"]).ok();
+    env.cmd(&["status"])
+        .ok()
+        .stdout_has("codex: dev (dev@example.com, plus)");
+
+    // From stdin and from a file too; an API-key login is a slot without refresh.
+    let other = openai.issue("ops@example.com", "pro");
+    env.cmd(&["add", "ops", "--agent", "codex", "--from", "stdin"])
+        .stdin(other.auth_json())
+        .ok();
+    env.cmd(&["add", "key", "--agent", "codex", "--from", "stdin"])
+        .stdin(r#"{"OPENAI_API_KEY":"sk-proj-PLANTEDkey0123456789","tokens":null}"#)
+        .ok();
+    env.cmd(&["get", "key", "--agent", "codex"])
+        .ok()
+        .stdout_is("sk-proj-PLANTEDkey0123456789\n");
+    // Claude's slots are a separate namespace; a Claude-shaped credential is no Codex login.
+    let listed = env
+        .cmd(&["list", "--format", "json", "--no-usage"])
+        .ok()
+        .json();
+    assert_eq!(listed.as_array().unwrap().len(), 3);
+    env.cmd(&["list", "--agent", "claude", "--no-usage"]).ok();
+}
+
+#[test]
+fn codex_slots_refresh_once_with_single_use_tokens_and_a_reused_token_means_a_new_login() {
+    let openai = FakeOpenAi::start();
+    let env = codex_env(&openai);
+    let login = openai.issue("dev@example.com", "plus");
+    env.cmd(&["add", "dev", "--agent", "codex", "--from", "stdin"])
+        .stdin(login.auth_json())
+        .ok();
+
+    env.cmd(&["refresh", "dev", "--agent", "codex", "--force"])
+        .ok()
+        .hides(&login.refresh);
+    assert_eq!(openai.refreshes_served(), 1);
+    assert!(!openai.is_current(&login.refresh));
+    let stored: Value = serde_json::from_str(&env.stored_text("dev")).unwrap();
+    let new_refresh = stored["tokens"]["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(openai.is_current(&new_refresh));
+    // The rest of the document stays; last_refresh is now.
+    assert_eq!(stored["auth_mode"], "chatgpt");
+    assert_ne!(stored["last_refresh"], "2026-12-01T09:54:11.493646Z");
+    assert_ne!(stored["tokens"]["access_token"], login.access.as_str());
+
+    // Fresh: nothing to do.
+    env.cmd(&["refresh", "dev", "--agent", "codex"]).ok();
+    assert_eq!(openai.refresh_calls(), 1);
+
+    // Codex (elsewhere) spent the stored refresh token: the provider says reused, and the slot
+    // needs a new login instead of being retried.
+    openai.refresh_as_codex(&new_refresh).unwrap();
+    env.cmd(&["refresh", "dev", "--agent", "codex", "--force"])
+        .fails(1)
+        .stderr_has("refresh_token_reused");
+    let listed = env
+        .cmd(&["list", "--agent", "codex", "--format", "json", "--no-usage"])
+        .ok()
+        .json();
+    assert_eq!(listed[0]["needs_login"], "refresh_token_reused");
+}
+
+#[test]
+fn use_switches_codex_between_accounts_and_keeps_what_codex_refreshed_meanwhile() {
+    let openai = FakeOpenAi::start();
+    let env = codex_env(&openai);
+    let dev = openai.issue("dev@example.com", "plus");
+    let ops = openai.issue("ops@example.com", "pro");
+    write_auth(&env, &dev);
+    env.cmd(&["add", "--agent", "codex"]).ok();
+    env.cmd(&["add", "ops", "--agent", "codex", "--from", "stdin"])
+        .stdin(ops.auth_json())
+        .ok();
+
+    // Codex refreshed its own login before the switch: the new tokens go into slot dev first.
+    let refreshed = openai.refresh_as_codex(&dev.refresh).unwrap();
+    write_auth(&env, &refreshed);
+    env.cmd(&["use", "ops", "--agent", "codex"])
+        .ok()
+        .stdout_has("codex now uses slot 'ops'")
+        .stderr_has("Codex processes already running keep the account they started with");
+    let live = read_auth(&env);
+    assert_eq!(live["tokens"]["access_token"], ops.access.as_str());
+    assert_eq!(live["tokens"]["account_id"], "acct-ops");
+    let mode = std::fs::metadata(auth_path(&env))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    // Pretty-printed, as Codex writes it.
+    assert!(
+        std::fs::read_to_string(auth_path(&env))
+            .unwrap()
+            .contains("\n  \"tokens\": {")
+    );
+    let dev_stored: Value = serde_json::from_str(&env.stored_text("dev")).unwrap();
+    assert_eq!(
+        dev_stored["tokens"]["refresh_token"],
+        refreshed.refresh.as_str()
+    );
+
+    env.cmd(&["use", "dev", "--agent", "codex"]).ok();
+    assert_eq!(
+        read_auth(&env)["tokens"]["refresh_token"],
+        refreshed.refresh.as_str()
+    );
+    assert!(
+        openai.is_current(&refreshed.refresh),
+        "nothing replayed the spent token"
+    );
+    assert!(!openai.family_revoked(&refreshed.refresh));
+
+    // remove of the active slot needs --yes (it logs Codex out); export leaves the refresh token.
+    let exported: Value =
+        serde_json::from_str(&env.cmd(&["export", "dev", "--agent", "codex"]).ok().stdout).unwrap();
+    assert_eq!(exported["tokens"]["refresh_token"], "");
+    env.cmd(&["remove", "dev", "--agent", "codex"]).fails(1);
+    env.cmd(&["remove", "dev", "--agent", "codex", "--yes"])
+        .ok();
+    assert!(!auth_path(&env).exists());
+}
+
+#[test]
+fn codex_usage_reads_the_5_hour_and_weekly_windows_with_the_account_header() {
+    let openai = FakeOpenAi::start();
+    let env = codex_env(&openai);
+    let dev = openai.issue("dev@example.com", "plus");
+    env.cmd(&["add", "dev", "--agent", "codex", "--from", "stdin"])
+        .stdin(dev.auth_json())
+        .ok();
+    let usage = env
+        .cmd(&["usage", "dev", "--agent", "codex", "--format", "json"])
+        .ok()
+        .json();
+    let text = usage.to_string();
+    assert!(text.contains("\"percent\":37"), "{text}");
+    assert!(text.contains("\"percent\":12"), "{text}");
+    assert_eq!(openai.last_usage_account().as_deref(), Some("acct-dev"));
+    env.cmd(&["usage", "dev", "--agent", "codex"])
+        .ok()
+        .stdout_has("5-hour")
+        .stdout_has("7-day");
+    // list shows the reading.
+    env.cmd(&["list", "--agent", "codex"])
+        .ok()
+        .stdout_has("37%");
+}
+
+#[test]
+fn claude_and_codex_slots_live_side_by_side() {
+    let openai = FakeOpenAi::start();
+    let provider = FakeProvider::start();
+    let mut env = Env::with_provider(&provider);
+    env.set_all(openai.env());
+    let claude = provider.issue("me@example.com");
+    env.write_live(&FakeProvider::blob(&claude));
+    env.cmd(&["add"]).ok();
+    let codex = openai.issue("me@example.com", "pro");
+    write_auth(&env, &codex);
+    env.cmd(&["add", "--agent", "codex"]).ok();
+    let status = env.cmd(&["status"]).ok();
+    status.stdout_has("claude: me (me@example.com");
+    status.stdout_has("codex: me (me@example.com, pro)");
+    env.cmd(&["get"])
+        .ok()
+        .stdout_is(&format!("{}\n", claude.access));
+    env.cmd(&["get", "--agent", "codex"])
+        .ok()
+        .stdout_is(&format!("{}\n", codex.access));
+    let listed = env.cmd(&["list", "--no-usage"]).ok();
+    listed
+        .stdout_has("AGENT")
+        .stdout_has("codex")
+        .stdout_has("claude");
+}

@@ -1,0 +1,317 @@
+//! A fake OpenAI for Codex logins, on 127.0.0.1: the token endpoint (`/oauth/token`) with
+//! single-use rotating refresh tokens and family revocation on reuse, as auth.openai.com does,
+//! and the ChatGPT backend's usage reading (`/backend-api/wham/usage`). Tokens are JWT-shaped
+//! (unsigned, `alg: none`) and carry the claims Codex reads: `exp`, `email`, and under
+//! `https://api.openai.com/auth` the plan and ChatGPT account id.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::{Value, json};
+
+pub const CODEX_CLIENT_ID: &str = "app_EMoamEEZ73f0CkXaXp7hrann";
+
+/// One Codex login as the provider issued it.
+#[derive(Debug, Clone)]
+pub struct CodexLogin {
+    pub access: String,
+    pub refresh: String,
+    pub id_token: String,
+    pub account_id: String,
+    pub email: String,
+    pub expires_at: i64,
+}
+
+impl CodexLogin {
+    /// `auth.json` as Codex writes it (pretty, its own key order).
+    pub fn auth_json(&self) -> String {
+        serde_json::to_string_pretty(&json!({
+            "auth_mode": "chatgpt",
+            "OPENAI_API_KEY": null,
+            "tokens": {
+                "id_token": self.id_token,
+                "access_token": self.access,
+                "refresh_token": self.refresh,
+                "account_id": self.account_id,
+            },
+            "last_refresh": "2026-12-01T09:54:11.493646Z",
+        }))
+        .unwrap()
+    }
+}
+
+/// An unsigned JWT with these claims.
+pub fn jwt(claims: &Value) -> String {
+    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
+    let payload = URL_SAFE_NO_PAD.encode(claims.to_string());
+    format!("{header}.{payload}.PLANTEDsig")
+}
+
+struct Family {
+    email: String,
+    plan: String,
+    account_id: String,
+    current_refresh: String,
+    revoked: bool,
+}
+
+struct Inner {
+    families: Vec<Family>,
+    refresh_family: HashMap<String, usize>,
+    /// Live access tokens → family.
+    access: HashMap<String, usize>,
+    counter: u64,
+    access_lifetime_secs: i64,
+    refresh_calls: usize,
+    refreshes_served: usize,
+    usage_calls: usize,
+    last_usage_account: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct FakeOpenAi {
+    pub url: String,
+    inner: Arc<Mutex<Inner>>,
+}
+
+fn now() -> i64 {
+    jiff::Timestamp::now().as_second()
+}
+
+impl Inner {
+    fn mint(&mut self, family: usize) -> CodexLogin {
+        self.counter += 1;
+        let n = self.counter;
+        let f = &self.families[family];
+        let exp = now() + self.access_lifetime_secs;
+        let auth = json!({
+            "chatgpt_plan_type": f.plan,
+            "chatgpt_account_id": f.account_id,
+            "chatgpt_user_id": format!("user-{family}"),
+        });
+        let access =
+            jwt(&json!({"exp": exp, "n": n, "https://api.openai.com/auth": auth, "PLANTED": true}));
+        let id_token =
+            jwt(&json!({"email": f.email, "exp": exp, "https://api.openai.com/auth": auth}));
+        let refresh = format!("rt_fake{family}n{n}PLANTED");
+        let login = CodexLogin {
+            access: access.clone(),
+            refresh: refresh.clone(),
+            id_token,
+            account_id: f.account_id.clone(),
+            email: f.email.clone(),
+            expires_at: exp,
+        };
+        self.access.retain(|_, fam| *fam != family);
+        self.access.insert(access, family);
+        self.refresh_family.insert(refresh.clone(), family);
+        self.families[family].current_refresh = refresh;
+        login
+    }
+
+    fn rotate(&mut self, refresh: &str) -> Result<usize, &'static str> {
+        let Some(&family) = self.refresh_family.get(refresh) else {
+            return Err("refresh_token_invalidated");
+        };
+        if self.families[family].revoked {
+            return Err("refresh_token_invalidated");
+        }
+        if self.families[family].current_refresh != refresh {
+            self.families[family].revoked = true;
+            self.access.retain(|_, fam| *fam != family);
+            return Err("refresh_token_reused");
+        }
+        Ok(family)
+    }
+}
+
+impl FakeOpenAi {
+    pub fn start() -> Self {
+        let inner = Arc::new(Mutex::new(Inner {
+            families: Vec::new(),
+            refresh_family: HashMap::new(),
+            access: HashMap::new(),
+            counter: 0,
+            access_lifetime_secs: 8 * 86_400,
+            refresh_calls: 0,
+            refreshes_served: 0,
+            usage_calls: 0,
+            last_usage_account: None,
+        }));
+        let app = Router::new()
+            .route("/oauth/token", post(token))
+            .route("/backend-api/wham/usage", get(usage))
+            .with_state(inner.clone());
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        super::serve_in_background(listener, app);
+        Self { url, inner }
+    }
+
+    /// Points tokenkeeper's Codex endpoints here.
+    pub fn env(&self) -> Vec<(String, String)> {
+        vec![
+            (
+                "TOKENKEEPER_CODEX_OAUTH_URL".into(),
+                format!("{}/oauth/token", self.url),
+            ),
+            (
+                "TOKENKEEPER_CODEX_API_URL".into(),
+                format!("{}/backend-api", self.url),
+            ),
+        ]
+    }
+
+    /// A new login of `email` on `plan`.
+    pub fn issue(&self, email: &str, plan: &str) -> CodexLogin {
+        let mut inner = self.inner.lock().unwrap();
+        let family = inner.families.len();
+        inner.families.push(Family {
+            email: email.to_string(),
+            plan: plan.to_string(),
+            account_id: format!("acct-{}", email.split('@').next().unwrap()),
+            current_refresh: String::new(),
+            revoked: false,
+        });
+        inner.mint(family)
+    }
+
+    /// Access tokens issued from now on live this long.
+    pub fn set_access_lifetime(&self, secs: i64) {
+        self.inner.lock().unwrap().access_lifetime_secs = secs;
+    }
+
+    /// Refreshes as Codex itself would, spending `refresh`.
+    pub fn refresh_as_codex(&self, refresh: &str) -> Option<CodexLogin> {
+        let mut inner = self.inner.lock().unwrap();
+        inner.refresh_calls += 1;
+        let family = inner.rotate(refresh).ok()?;
+        inner.refreshes_served += 1;
+        Some(inner.mint(family))
+    }
+
+    pub fn refresh_calls(&self) -> usize {
+        self.inner.lock().unwrap().refresh_calls
+    }
+
+    pub fn refreshes_served(&self) -> usize {
+        self.inner.lock().unwrap().refreshes_served
+    }
+
+    pub fn is_current(&self, refresh: &str) -> bool {
+        let inner = self.inner.lock().unwrap();
+        inner.refresh_family.get(refresh).is_some_and(|&f| {
+            !inner.families[f].revoked && inner.families[f].current_refresh == refresh
+        })
+    }
+
+    pub fn family_revoked(&self, refresh: &str) -> bool {
+        let inner = self.inner.lock().unwrap();
+        inner
+            .refresh_family
+            .get(refresh)
+            .is_some_and(|&f| inner.families[f].revoked)
+    }
+
+    pub fn usage_calls(&self) -> usize {
+        self.inner.lock().unwrap().usage_calls
+    }
+
+    /// The `chatgpt-account-id` header of the last usage request.
+    pub fn last_usage_account(&self) -> Option<String> {
+        self.inner.lock().unwrap().last_usage_account.clone()
+    }
+}
+
+fn refused(code: &str) -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        Json(json!({"error": {"message": "Could not refresh the token", "type": "invalid_request_error", "param": null, "code": code}})),
+    )
+        .into_response()
+}
+
+async fn token(State(inner): State<Arc<Mutex<Inner>>>, body: String) -> Response {
+    let mut inner = inner.lock().unwrap();
+    inner.refresh_calls += 1;
+    let Ok(request) = serde_json::from_str::<Value>(&body) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "invalid_request"})),
+        )
+            .into_response();
+    };
+    if request["client_id"] != CODEX_CLIENT_ID || request["grant_type"] != "refresh_token" {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "invalid_client"})),
+        )
+            .into_response();
+    }
+    let refresh = request["refresh_token"].as_str().unwrap_or_default();
+    match inner.rotate(refresh) {
+        Ok(family) => {
+            inner.refreshes_served += 1;
+            let login = inner.mint(family);
+            Json(json!({
+                "id_token": login.id_token,
+                "access_token": login.access,
+                "refresh_token": login.refresh,
+                "expires_in": inner.access_lifetime_secs,
+            }))
+            .into_response()
+        }
+        Err(code) => refused(code),
+    }
+}
+
+async fn usage(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap) -> Response {
+    let mut inner = inner.lock().unwrap();
+    inner.usage_calls += 1;
+    let account = headers
+        .get("chatgpt-account-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    inner.last_usage_account = account.clone();
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let Some(&family) = token.and_then(|t| inner.access.get(t)) else {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"detail": "Unauthorized"})),
+        )
+            .into_response();
+    };
+    if account.as_deref() != Some(inner.families[family].account_id.as_str()) {
+        return (
+            StatusCode::FORBIDDEN,
+            Json(json!({"detail": "account mismatch"})),
+        )
+            .into_response();
+    }
+    let reset = now() + 3600;
+    Json(json!({
+        "plan_type": inner.families[family].plan,
+        "rate_limit": {
+            "allowed": true,
+            "limit_reached": false,
+            "primary_window": {"used_percent": 37, "limit_window_seconds": 18000, "reset_after_seconds": 3600, "reset_at": reset},
+            "secondary_window": {"used_percent": 12, "limit_window_seconds": 604800, "reset_after_seconds": 86400, "reset_at": reset + 86_400},
+        },
+        "credits": {"has_credits": false, "unlimited": false, "balance": "0"},
+    }))
+    .into_response()
+}
