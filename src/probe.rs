@@ -101,14 +101,14 @@ pub fn probe(paths: &Paths, credential: &Credential, fresh: bool) -> Result<Prob
         hit.cached = true;
         return Ok(hit);
     }
-    let full_scope =
-        credential.kind() == Kind::Oauth || credential.scopes().contains(&"user:profile");
-    let how = if full_scope {
-        "profile"
+    let how = if credential.is_codex() {
+        How::CodexUsage
+    } else if credential.kind() == Kind::Oauth || credential.scopes().contains(&"user:profile") {
+        How::Profile
     } else {
-        "count-tokens"
+        How::CountTokens
     };
-    let verdict = match ask(&token, full_scope) {
+    let verdict = match ask(credential, how) {
         Ok(()) => Verdict::Valid,
         Err(ProviderError::Unauthorized(status)) => Verdict::Refused { status },
         Err(other) => Verdict::Unknown {
@@ -117,7 +117,7 @@ pub fn probe(paths: &Paths, credential: &Credential, fresh: bool) -> Result<Prob
     };
     let probe = Probe {
         verdict,
-        how: how.to_string(),
+        how: how.name().to_string(),
         checked_at: now,
         cached: false,
     };
@@ -137,15 +137,43 @@ pub fn forget(paths: &Paths) -> Result<()> {
     durable::remove(&cache_file(paths)).map(|_| ())
 }
 
-fn ask(token: &Secret, full_scope: bool) -> std::result::Result<(), ProviderError> {
+/// Which free request asks the provider.
+#[derive(Clone, Copy)]
+enum How {
+    /// Claude's profile endpoint (full-scope tokens).
+    Profile,
+    /// Claude's token count (inference-only setup tokens).
+    CountTokens,
+    /// The ChatGPT backend's usage reading (Codex logins).
+    CodexUsage,
+}
+
+impl How {
+    fn name(self) -> &'static str {
+        match self {
+            How::Profile => "profile",
+            How::CountTokens => "count-tokens",
+            How::CodexUsage => "usage",
+        }
+    }
+}
+
+fn ask(credential: &Credential, how: How) -> std::result::Result<(), ProviderError> {
     let client = net::client();
+    let token = credential.access_token();
     let within = crate::deadline::answer_within().unwrap_or(Duration::from_secs(5));
     let answer = net::block_on(async {
-        if full_scope {
-            tokio::time::timeout(within, async { client.profile(token).await.map(|_| ()) }).await
-        } else {
-            tokio::time::timeout(within, client.accepts_inference_token(token)).await
-        }
+        tokio::time::timeout(within, async {
+            match how {
+                How::Profile => client.profile(&token).await.map(|_| ()),
+                How::CountTokens => client.accepts_inference_token(&token).await,
+                How::CodexUsage => crate::agent::Agent::Codex
+                    .read_usage(credential, crate::provider::Retry::Never)
+                    .await
+                    .map(|_| ()),
+            }
+        })
+        .await
     });
     answer.unwrap_or_else(|_| {
         Err(ProviderError::Transient(

@@ -8,6 +8,7 @@
 
 pub mod claude;
 pub mod codex;
+pub mod exec;
 pub mod live;
 
 use std::fmt;

@@ -18,13 +18,10 @@ use tracing::debug;
 
 use super::AgentArg;
 use super::proxy::{AuthArgs, UpstreamArgs};
-use crate::agent::claude::{ENV_BASE_URL, ENV_OAUTH_TOKEN, ENV_OVERRIDING_CREDENTIALS};
 use crate::error::{Error, Result};
 use crate::paths::Paths;
-use crate::provider::Endpoints;
 use crate::proxy::{self, Proxy, SlotTokens, Target, TokenSource};
 use crate::refresh::{self, Policy};
-use crate::secret::Secret;
 
 /// How long the private proxy lets streams finish once the command has exited.
 const GRACE: Duration = Duration::from_secs(2);
@@ -84,7 +81,7 @@ pub fn run(args: Args, paths: &Paths) -> Result<u8> {
     let agent = args.agent.agent;
     let mut command = Command::new(&args.command[0]);
     command.args(&args.command[1..]);
-    for name in ENV_OVERRIDING_CREDENTIALS {
+    for name in agent.overriding_env() {
         command.env_remove(name);
     }
 
@@ -100,28 +97,31 @@ pub fn run(args: Args, paths: &Paths) -> Result<u8> {
             "tokenkeeper: warning: the real token of slot '{}' is in the command's environment, readable by everything it runs; leave out --env to keep it behind a proxy",
             fresh.slot.name
         );
-        command.env(
-            ENV_OAUTH_TOKEN,
-            fresh.credential.access_token().expose_secret(),
-        );
+        agent.put_token_in_env(&mut command, &fresh.credential)?;
         return supervise(command, &args.command[0]);
     }
 
+    let fresh = refresh::ensure_fresh(
+        paths,
+        agent,
+        args.slot.as_deref(),
+        false,
+        &Policy::from_env()?,
+    )?
+    .unexpired()?;
+    super::output::warn_expiry(&fresh.slot);
     if !args.no_probe {
-        let policy = Policy::from_env()?;
-        let fresh = refresh::ensure_fresh(paths, agent, args.slot.as_deref(), false, &policy)?
-            .unexpired()?;
-        super::output::warn_expiry(&fresh.slot);
         probe_before_launch(paths, &fresh)?;
     }
-    let phantom = phantom_token()?;
+    let plan = agent.exec_plan(&fresh.credential)?;
     let target = match &args.target {
         Some(url) => Target::parse(url)?,
-        None => Target::parse(&Endpoints::from_env().api_url)?,
+        None => Target::parse(&plan.default_target)?,
     };
-    let settings = args
-        .upstream
-        .settings(target, args.route.auth()?, Some(phantom.clone()));
+    let mut settings =
+        args.upstream
+            .settings(target, args.route.auth()?, Some(plan.client_token.clone()));
+    settings.local_answers = plan.local_answers.clone();
     let tokens = SlotTokens::open(paths.clone(), agent, args.slot.clone())?;
     debug!(slot = tokens.name(), "proxy for the command");
     let proxy = Arc::new(Proxy::new(settings, TokenSource::Slot(Box::new(tokens)))?);
@@ -131,10 +131,15 @@ pub fn run(args: Args, paths: &Paths) -> Result<u8> {
     let running = proxy::start(proxy, listener, 1, GRACE)?;
     let address = running.addr();
 
-    command
-        .env(ENV_BASE_URL, format!("http://{address}"))
-        .env(ENV_OAUTH_TOKEN, phantom.expose_secret());
+    let guard = match plan.prepare_child(&mut command, address) {
+        Ok(guard) => guard,
+        Err(err) => {
+            running.stop();
+            return Err(err);
+        }
+    };
     let code = supervise(command, &args.command[0]);
+    drop(guard);
     running.stop();
     code
 }
@@ -170,15 +175,6 @@ pub(super) fn probe_before_launch(paths: &Paths, fresh: &refresh::Fresh) -> Resu
             Ok(())
         }
     }
-}
-
-/// A fresh random client token, useless anywhere but at this one proxy.
-fn phantom_token() -> Result<Secret> {
-    let mut bytes = [0u8; 24];
-    getrandom::fill(&mut bytes)
-        .map_err(|err| Error::failure(format!("cannot make a random token: {err}")))?;
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    Ok(Secret::new(format!("tokenkeeper-phantom-{hex}")))
 }
 
 /// Runs the command to its end, passing on signals sent to tokenkeeper, and returns its exit

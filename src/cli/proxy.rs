@@ -166,6 +166,7 @@ impl UpstreamArgs {
                 connect_timeout: self.connect_timeout,
                 idle_timeout: self.idle_timeout,
             },
+            local_answers: Vec::new(),
         }
     }
 }

@@ -55,6 +55,18 @@ pub struct Settings {
     /// How long to wait for the upstream's response headers.
     pub response_timeout: Duration,
     pub upstream: UpstreamOptions,
+    /// Requests the proxy answers itself, for anyone who can connect (e.g. Codex's token
+    /// refresh, which gets phantom tokens back: the real ones never leave the proxy).
+    pub local_answers: Vec<LocalAnswer>,
+}
+
+/// A fixed answer to `POST`/`GET` of one path.
+#[derive(Debug, Clone)]
+pub struct LocalAnswer {
+    pub method: Method,
+    pub path: String,
+    pub content_type: &'static str,
+    pub body: String,
 }
 
 /// What every worker thread shares: settings, the token, the metrics.
@@ -160,6 +172,16 @@ impl Worker {
                 }
                 _ => {}
             }
+        }
+
+        if let Some(answer) = self
+            .proxy
+            .settings
+            .local_answers
+            .iter()
+            .find(|a| a.method == request.method() && a.path == request.uri().path())
+        {
+            return Ok(local(exchange, answer.content_type, answer.body.clone()));
         }
 
         // 2. Only requests for the target, in origin form: this is not a forward proxy.

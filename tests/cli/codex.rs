@@ -245,3 +245,154 @@ fn claude_and_codex_slots_live_side_by_side() {
         .stdout_has("codex")
         .stdout_has("claude");
 }
+
+/// The real Codex CLI `scripts/test` installs (pinned).
+fn codex_path() -> String {
+    std::env::var("TOKENKEEPER_TEST_CODEX")
+        .expect("TOKENKEEPER_TEST_CODEX names a real `codex`: run the suite with scripts/test")
+}
+
+/// Runs the real Codex with `env`'s variables; its exit status, stdout and stderr.
+fn run_codex(env: &Env, args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(codex_path())
+        .args(args)
+        .env_clear()
+        .envs(env.vars())
+        .current_dir(&env.root)
+        .output()
+        .expect("codex runs (scripts/test installs it)");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_real_codex_reads_the_login_use_wrote() {
+    let openai = FakeOpenAi::start();
+    let env = codex_env(&openai);
+    let dev = openai.issue("dev@example.com", "plus");
+    env.cmd(&["add", "dev", "--agent", "codex", "--from", "stdin"])
+        .stdin(dev.auth_json())
+        .ok();
+    env.cmd(&["add", "key", "--agent", "codex", "--from", "stdin"])
+        .stdin(r#"{"OPENAI_API_KEY":"sk-proj-PLANTEDkey0123456789"}"#)
+        .ok();
+
+    let (ok, _, stderr) = run_codex(&env, &["login", "status"]);
+    assert!(!ok, "no login yet: {stderr}");
+    env.cmd(&["use", "dev", "--agent", "codex"]).ok();
+    let (ok, _, stderr) = run_codex(&env, &["login", "status"]);
+    assert!(ok && stderr.contains("Logged in using ChatGPT"), "{stderr}");
+    env.cmd(&["use", "key", "--agent", "codex"]).ok();
+    let (ok, _, stderr) = run_codex(&env, &["login", "status"]);
+    // Codex shows the last characters of the key it read: the slot's.
+    assert!(
+        ok && stderr.contains("API key configured - sk-proj-***56789"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_real_codex_under_exec_reaches_the_backend_with_the_real_token_and_holds_only_phantoms() {
+    let openai = FakeOpenAi::start();
+    let env = codex_env(&openai);
+    let dev = openai.issue("dev@example.com", "plus");
+    env.cmd(&["add", "dev", "--agent", "codex", "--from", "stdin"])
+        .stdin(dev.auth_json())
+        .ok();
+    let codex_home = env.home.join(".codex");
+    std::fs::create_dir_all(&codex_home).unwrap();
+    std::fs::write(
+        codex_home.join("config.toml"),
+        "model_reasoning_effort = \"low\"\n",
+    )
+    .unwrap();
+
+    let codex = codex_path();
+    let out = env
+        .cmd(&[
+            "exec",
+            "dev",
+            "--agent",
+            "codex",
+            "--",
+            &codex,
+            "exec",
+            "--skip-git-repo-check",
+            "say hello",
+        ])
+        .run();
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("HELLO-FROM-FAKE-OPENAI"),
+        "{}",
+        out.stdout
+    );
+    out.hides(&dev.access).hides(&dev.refresh);
+    // Every turn reached the backend with the real token and the account's id.
+    let turns = openai.turns();
+    assert!(!turns.is_empty());
+    for (authorization, account) in &turns {
+        assert_eq!(authorization, &format!("Bearer {}", dev.access));
+        assert_eq!(account.as_deref(), Some("acct-dev"));
+    }
+    // The user's Codex home kept the session, its config, and gained no login; exec's private
+    // home is gone.
+    let sessions = walk_files(&codex_home.join("sessions"));
+    assert!(
+        !sessions.is_empty(),
+        "the session was written to the user's home"
+    );
+    assert!(!codex_home.join("auth.json").exists());
+    assert_eq!(
+        std::fs::read_to_string(codex_home.join("config.toml")).unwrap(),
+        "model_reasoning_effort = \"low\"\n"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(&codex_home)
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(".tokenkeeper-exec-")
+        })
+        .collect();
+    assert!(leftovers.is_empty());
+
+    // What the child can read: phantoms only, in its files and its environment; a refresh it
+    // attempts gets phantoms back from the proxy.
+    let script = r#"env; cat "$CODEX_HOME/auth.json" "$CODEX_HOME/config.toml"; echo; curl -sS --noproxy '*' -X POST "$CODEX_REFRESH_TOKEN_URL_OVERRIDE" -H 'content-type: application/json' -d '{"grant_type":"refresh_token","refresh_token":"x"}'"#;
+    let out = env
+        .cmd(&["exec", "dev", "--agent", "codex", "--", "sh", "-c", script])
+        .ok();
+    out.hides(&dev.access)
+        .hides(&dev.refresh)
+        .hides(&dev.id_token);
+    out.stdout_has("CODEX_HOME=")
+        .stdout_has("chatgpt_base_url = \"http://127.0.0.1:")
+        .stdout_has("openai_base_url = \"http://localhost:")
+        .stdout_has("\"account_id\": \"acct-dev\"")
+        .stdout_has("\"refresh_token\":\"tokenkeeper-phantom-refresh-");
+    assert_eq!(
+        openai.refresh_calls(),
+        0,
+        "nothing reached OpenAI's token endpoint"
+    );
+}
+
+fn walk_files(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                found.extend(walk_files(&path));
+            } else {
+                found.push(path);
+            }
+        }
+    }
+    found
+}

@@ -76,6 +76,8 @@ struct Inner {
     refreshes_served: usize,
     usage_calls: usize,
     last_usage_account: Option<String>,
+    /// Every `/codex/responses` POST: its authorization and account headers, as received.
+    turns: Vec<(String, Option<String>)>,
 }
 
 #[derive(Clone)]
@@ -147,10 +149,16 @@ impl FakeOpenAi {
             refreshes_served: 0,
             usage_calls: 0,
             last_usage_account: None,
+            turns: Vec::new(),
         }));
         let app = Router::new()
             .route("/oauth/token", post(token))
             .route("/backend-api/wham/usage", get(usage))
+            .route("/backend-api/wham/accounts/check", get(accounts_check))
+            .route(
+                "/backend-api/codex/responses",
+                post(responses).get(responses_websocket),
+            )
             .with_state(inner.clone());
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
@@ -226,6 +234,11 @@ impl FakeOpenAi {
 
     pub fn usage_calls(&self) -> usize {
         self.inner.lock().unwrap().usage_calls
+    }
+
+    /// The authorization and `chatgpt-account-id` headers of every turn Codex sent.
+    pub fn turns(&self) -> Vec<(String, Option<String>)> {
+        self.inner.lock().unwrap().turns.clone()
     }
 
     /// The `chatgpt-account-id` header of the last usage request.
@@ -314,4 +327,66 @@ async fn usage(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap) -> Re
         "credits": {"has_credits": false, "unlimited": false, "balance": "0"},
     }))
     .into_response()
+}
+
+/// What the real backend answers: the account's workspace on the real origin. A client that
+/// follows it with a phantom token would send the phantom to OpenAI.
+async fn accounts_check(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap) -> Response {
+    let inner = inner.lock().unwrap();
+    let account = headers
+        .get("chatgpt-account-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    Json(json!({"accounts": [{
+        "id": account,
+        "workspace_backend_origin": "https://chatgpt.com",
+        "account_routing_override": "NO_CONSTRAINT",
+        "plan_type": inner.families.first().map(|f| f.plan.clone()),
+    }]}))
+    .into_response()
+}
+
+/// The WebSocket attempt Codex makes first: not offered, so it falls back to HTTP.
+async fn responses_websocket() -> Response {
+    (
+        StatusCode::UPGRADE_REQUIRED,
+        "websockets are not offered here",
+    )
+        .into_response()
+}
+
+/// One turn: the assistant answers `HELLO-FROM-FAKE-OPENAI`, streamed as SSE.
+async fn responses(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap) -> Response {
+    let mut inner = inner.lock().unwrap();
+    let authorization = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let account = headers
+        .get("chatgpt-account-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    inner.turns.push((authorization.clone(), account));
+    let live = authorization
+        .strip_prefix("Bearer ")
+        .is_some_and(|t| inner.access.contains_key(t));
+    if !live {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"error": {"message": "invalid token", "code": "token_invalid"}})),
+        )
+            .into_response();
+    }
+    let events = [
+        json!({"type": "response.created", "response": {"id": "resp_1"}}),
+        json!({"type": "response.output_item.done", "item": {"type": "message", "role": "assistant", "id": "msg_1", "content": [{"type": "output_text", "text": "HELLO-FROM-FAKE-OPENAI"}]}}),
+        json!({"type": "response.completed", "response": {"id": "resp_1", "usage": {"input_tokens": 1, "input_tokens_details": null, "output_tokens": 1, "output_tokens_details": null, "total_tokens": 2}}}),
+    ];
+    let body: String = events
+        .iter()
+        .map(|e| format!("event: {}\ndata: {e}\n\n", e["type"].as_str().unwrap()))
+        .collect();
+    ([("content-type", "text/event-stream")], body).into_response()
 }

@@ -8,6 +8,7 @@
 //! plan and ChatGPT account id), the second carries the expiry (`exp`). A login with an API key
 //! has `OPENAI_API_KEY` and no tokens.
 
+pub mod exec;
 pub mod jwt;
 pub mod provider;
 
