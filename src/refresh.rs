@@ -55,6 +55,15 @@ impl Default for Policy {
 }
 
 impl Policy {
+    /// The policy for one agent's slots: some refresh themselves only once expired, so
+    /// tokenkeeper refreshes theirs well before (`Agent::min_refresh_margin`).
+    pub fn for_agent(self, agent: Agent) -> Self {
+        Self {
+            margin: self.margin.max(agent.min_refresh_margin()),
+            ..self
+        }
+    }
+
     pub fn from_env() -> Result<Self> {
         let default = Self::default();
         Ok(Self {
@@ -182,6 +191,7 @@ pub fn ensure_fresh(
     force: bool,
     policy: &Policy,
 ) -> Result<Fresh> {
+    let policy = &policy.for_agent(agent);
     // 1. Look without holding anything but the state lock.
     let (slot, before, owns_live) = {
         let mut keeper = Keeper::open(paths.clone())?;

@@ -186,6 +186,17 @@ impl Agent {
         }
     }
 
+    /// The least time before an access token's expiry at which tokenkeeper refreshes it.
+    /// Codex refreshes its own login only once the token has expired, and takes no lock; a
+    /// refresh by tokenkeeper an hour earlier lands in its file first, and Codex adopts it
+    /// instead of spending the refresh token again.
+    pub fn min_refresh_margin(self) -> jiff::SignedDuration {
+        match self {
+            Agent::Claude => jiff::SignedDuration::ZERO,
+            Agent::Codex => jiff::SignedDuration::from_hours(1),
+        }
+    }
+
     /// How to log in with the agent itself, for hints.
     pub fn login_hint(self) -> &'static str {
         match self {

@@ -529,16 +529,29 @@ fn check_claude_lock(fix: bool, report: &mut Report) {
 /// The live credential holds what tokenkeeper last wrote for the active slot — or the same
 /// lineage, refreshed by Claude Code since.
 fn check_live(paths: &Paths, catalog: &Catalog, report: &mut Report) {
-    let agent = crate::agent::Agent::Claude.name();
-    let Some(slot) = catalog.active_id(agent).and_then(|id| catalog.get(id)) else {
+    let managed: Vec<Agent> = Agent::ALL
+        .into_iter()
+        .filter(|agent| catalog.active_id(agent.name()).is_some())
+        .collect();
+    if managed.is_empty() {
         report.add(
             "live",
             Status::Ok,
             "live credential: no active slot, not managed by tokenkeeper",
         );
+    }
+    for agent in managed {
+        check_live_of(paths, catalog, agent, report);
+    }
+}
+
+fn check_live_of(paths: &Paths, catalog: &Catalog, agent_: Agent, report: &mut Report) {
+    let agent = agent_.name();
+    let Some(slot) = catalog.active_id(agent).and_then(|id| catalog.get(id)) else {
         return;
     };
-    let live = Agent::Claude
+    let program = agent_.program();
+    let live = agent_
         .live()
         .and_then(|live| Ok((live.describe(), live.read()?)));
     let (place, current) = match live {
@@ -554,8 +567,8 @@ fn check_live(paths: &Paths, catalog: &Catalog, report: &mut Report) {
     };
     let Some(current) = current else {
         report
-            .add("live", Status::Warn, format!("live credential: {place} is missing (Claude Code is logged out); the active slot is '{}'", slot.name))
-            .hint(format!("tokenkeeper use {}", slot.name));
+            .add("live", Status::Warn, format!("live credential: {place} is missing ({program} is logged out); the active slot is '{}'", slot.name))
+            .hint(format!("tokenkeeper use {} --agent {agent}", slot.name));
         return;
     };
     let recorded = catalog.live.get(agent).map(|r| r.sha256.as_str());
@@ -573,7 +586,19 @@ fn check_live(paths: &Paths, catalog: &Catalog, report: &mut Report) {
             report.add(
                 "live",
                 Status::Ok,
-                format!("live credential: {place} holds slot '{}', refreshed by Claude Code (saved into the slot by the next command)", slot.name),
+                format!("live credential: {place} holds slot '{}', refreshed by {program} (saved into the slot by the next command)", slot.name),
+            );
+        }
+        // A Codex login names its account: the same one, with new tokens, is Codex's refresh.
+        (Ok(live), Some(Ok(stored)))
+            if live.codex_identity().and_then(|i| i.account_id).is_some()
+                && live.codex_identity().map(|i| i.account_id)
+                    == stored.codex_identity().map(|i| i.account_id) =>
+        {
+            report.add(
+                "live",
+                Status::Ok,
+                format!("live credential: {place} holds the account of slot '{}', refreshed by {program} (saved into the slot by the next command)", slot.name),
             );
         }
         (Ok(live), Some(Ok(stored)))
@@ -596,7 +621,7 @@ fn check_live(paths: &Paths, catalog: &Catalog, report: &mut Report) {
                     Status::Warn,
                     format!("live credential: {place} holds another login than the active slot '{}' (logged in anew, or changed by another tool)", slot.name),
                 )
-                .hint(format!("keep it as a slot: tokenkeeper add; or go back: tokenkeeper use {}", slot.name));
+                .hint(format!("keep it as a slot: tokenkeeper add --agent {agent}; or go back: tokenkeeper use {} --agent {agent}", slot.name));
         }
     }
 }

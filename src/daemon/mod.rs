@@ -177,7 +177,10 @@ impl Daemon {
                             s.refresh_expires_at,
                             s.updated_at,
                             now,
-                            &self.options.policy,
+                            &self
+                                .options
+                                .policy
+                                .for_agent(Agent::from_name(&s.agent).unwrap_or(Agent::Claude)),
                         ) {
                             Due::No(wait) => wait,
                             _ => jiff::SignedDuration::ZERO,
@@ -245,7 +248,7 @@ impl Daemon {
             return;
         }
         let now = Timestamp::now();
-        let policy = &self.options.policy;
+        let policy = &self.options.policy.for_agent(agent);
         let why = match refresh::due(
             slot.expires_at,
             slot.refresh_expires_at,

@@ -396,3 +396,92 @@ fn walk_files(dir: &std::path::Path) -> Vec<PathBuf> {
     }
     found
 }
+
+#[test]
+fn tokenkeepers_refresh_of_the_live_slot_lands_in_auth_json_and_comes_an_hour_before_expiry() {
+    let openai = FakeOpenAi::start();
+    let env = codex_env(&openai);
+    let dev = openai.issue("dev@example.com", "plus");
+    write_auth(&env, &dev);
+    env.cmd(&["add", "--agent", "codex"]).ok();
+
+    // tokenkeeper refreshes the slot Codex uses: Codex's file gets the new tokens at once, so
+    // Codex (which re-reads it before refreshing) adopts them instead of spending the old one.
+    env.cmd(&["refresh", "dev", "--agent", "codex", "--force"])
+        .ok();
+    let live = read_auth(&env);
+    let stored: Value = serde_json::from_str(&env.stored_text("dev")).unwrap();
+    assert_eq!(live["tokens"], stored["tokens"]);
+    assert_ne!(live["tokens"]["refresh_token"], dev.refresh.as_str());
+    assert_eq!(openai.refreshes_served(), 1);
+
+    // A token within an hour of its end is refreshed (Codex waits until it has expired).
+    openai.set_access_lifetime(30 * 60);
+    env.cmd(&["refresh", "dev", "--agent", "codex", "--force"])
+        .ok();
+    env.cmd(&["get", "--agent", "codex"]).ok();
+    assert_eq!(
+        openai.refreshes_served(),
+        3,
+        "the half-hour token was renewed on use"
+    );
+}
+
+#[test]
+fn a_real_codex_refreshing_its_own_expired_login_is_saved_into_the_slot_not_replayed() {
+    let openai = FakeOpenAi::start();
+    let env = codex_env(&openai);
+    openai.set_access_lifetime(-60);
+    let dev = openai.issue("dev@example.com", "plus");
+    openai.set_access_lifetime(8 * 86_400);
+    // Codex's own login, expired, managed by tokenkeeper from here on.
+    write_auth(&env, &dev);
+    env.cmd(&["add", "--agent", "codex"]).ok();
+    let codex_home = env.home.join(".codex");
+    let port = openai.url.rsplit(':').next().unwrap().to_string();
+    std::fs::write(
+        codex_home.join("config.toml"),
+        format!(
+            "chatgpt_base_url = \"http://127.0.0.1:{port}/backend-api\"\nopenai_base_url = \"http://localhost:{port}/backend-api/codex\"\ncli_auth_credentials_store = \"file\"\n"
+        ),
+    )
+    .unwrap();
+    // Codex runs on its own (no tokenkeeper in between), finds its token expired, refreshes
+    // it with its provider and writes the new tokens to its file.
+    let out = std::process::Command::new(codex_path())
+        .args(["exec", "--skip-git-repo-check", "say hello"])
+        .env_clear()
+        .envs(env.vars())
+        .env(
+            "CODEX_REFRESH_TOKEN_URL_OVERRIDE",
+            format!("{}/oauth/token", openai.url),
+        )
+        .current_dir(&env.root)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("HELLO-FROM-FAKE-OPENAI"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(openai.refreshes_served(), 1);
+    let codex_tokens = read_auth(&env)["tokens"].clone();
+    assert_ne!(codex_tokens["refresh_token"], dev.refresh.as_str());
+
+    // tokenkeeper's next command sees the same account with new tokens: Codex's refresh,
+    // saved into the slot (no second slot), and the spent token is never sent again.
+    env.cmd(&["get", "--agent", "codex"])
+        .ok()
+        .stdout_is(&format!(
+            "{}\n",
+            codex_tokens["access_token"].as_str().unwrap()
+        ));
+    let stored: Value = serde_json::from_str(&env.stored_text("dev")).unwrap();
+    assert_eq!(
+        stored["tokens"]["refresh_token"],
+        codex_tokens["refresh_token"]
+    );
+    assert_eq!(env.slot_count(), 1);
+    assert_eq!(openai.refresh_calls(), 1);
+    assert!(openai.is_current(codex_tokens["refresh_token"].as_str().unwrap()));
+}

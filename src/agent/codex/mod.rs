@@ -109,9 +109,21 @@ pub fn refresh_token(doc: &Map<String, Value>) -> Option<String> {
     token(doc, "refresh_token")
 }
 
-/// The access token's expiry (`exp`); `None` for an opaque token or an API key.
+/// The access token's expiry (`exp`). An opaque access token says nothing: it is taken to
+/// last 8 days from `last_refresh`, the interval at which Codex itself used to renew such
+/// logins. `None` for an API key.
 pub fn expires_at(doc: &Map<String, Value>) -> Option<Timestamp> {
-    jwt::expiry(&token(doc, "access_token")?)
+    let access = token(doc, "access_token")?;
+    if let Some(exp) = jwt::expiry(&access) {
+        return Some(exp);
+    }
+    let last = doc
+        .get("last_refresh")?
+        .as_str()?
+        .parse::<Timestamp>()
+        .ok()?;
+    last.checked_add(jiff::SignedDuration::from_hours(8 * 24))
+        .ok()
 }
 
 /// The account as the `id_token` names it.
