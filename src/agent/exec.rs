@@ -62,6 +62,34 @@ impl Agent {
         }
     }
 
+    /// Where `proxy --agent A` forwards by default, for a slot holding `credential`.
+    pub fn proxy_target(self, credential: Option<&Credential>) -> String {
+        match self {
+            // The agent-loop proxy's default, whatever TOKENKEEPER_CLAUDE_API_URL says.
+            Agent::Claude => "https://api.anthropic.com".to_string(),
+            Agent::Codex if credential.is_some_and(|c| c.refresh_token().is_none()) => {
+                "https://api.openai.com".to_string()
+            }
+            Agent::Codex => origin(&codex::provider::api_url()),
+        }
+    }
+
+    /// Non-secret headers the agent's backend expects beside the token.
+    pub fn upstream_headers(
+        self,
+        credential: &Credential,
+    ) -> Vec<(http::HeaderName, http::HeaderValue)> {
+        match self {
+            Agent::Claude => Vec::new(),
+            Agent::Codex => credential
+                .codex_identity()
+                .and_then(|identity| identity.account_id)
+                .and_then(|id| http::HeaderValue::try_from(id).ok())
+                .map(|value| vec![(http::HeaderName::from_static("chatgpt-account-id"), value)])
+                .unwrap_or_default(),
+        }
+    }
+
     /// Credentials in the environment that the agent would use instead of the proxy's phantom.
     pub fn overriding_env(self) -> &'static [&'static str] {
         match self {

@@ -58,14 +58,11 @@ pub struct Args {
     )]
     pub port: u16,
 
-    /// Base URL every request is forwarded to.
-    #[arg(
-        long,
-        env = "TARGET",
-        default_value = "https://api.anthropic.com",
-        value_name = "URL"
-    )]
-    pub target: String,
+    /// Base URL every request is forwarded to [default: https://api.anthropic.com; with
+    /// --agent codex, the ChatGPT backend (TOKENKEEPER_CODEX_API_URL's origin), or
+    /// https://api.openai.com for a slot holding an API key].
+    #[arg(long, env = "TARGET", value_name = "URL")]
+    pub target: Option<String>,
 
     /// Take the token from this slot (kept fresh) instead of stdin.
     #[arg(long, value_name = "NAME", add = super::slot_completer())]
@@ -167,13 +164,27 @@ impl UpstreamArgs {
                 idle_timeout: self.idle_timeout,
             },
             local_answers: Vec::new(),
+            extra_headers: Vec::new(),
         }
     }
 }
 
 pub fn run(args: Args, paths: &Paths, format: Format) -> Result<u8> {
     let listen = listen_address(args.listen.as_deref(), args.port)?;
-    let target = Target::parse(&args.target)?;
+    let agent = args.agent.agent;
+    // What the slot's agent wants upstream: its default target and non-secret headers.
+    let slot_login = match &args.slot {
+        Some(selector) => {
+            let keeper = crate::keeper::Keeper::open(paths.clone())?;
+            let slot = keeper.catalog().resolve(agent.name(), selector)?.clone();
+            Some(keeper.credential(&slot)?)
+        }
+        None => None,
+    };
+    let target = match &args.target {
+        Some(url) => Target::parse(url)?,
+        None => Target::parse(&agent.proxy_target(slot_login.as_ref()))?,
+    };
     let mut auth = args.route.auth()?;
     let client_token = match args.client_token {
         Some(token) if token.trim().is_empty() => {
@@ -208,7 +219,10 @@ pub fn run(args: Args, paths: &Paths, format: Format) -> Result<u8> {
             Some(token)
         }
     };
-    let settings = args.upstream.settings(target, auth, client_token);
+    let mut settings = args.upstream.settings(target, auth, client_token);
+    if let Some(credential) = &slot_login {
+        settings.extra_headers = agent.upstream_headers(credential);
+    }
 
     let tokens = match fixed {
         Some(token) => TokenSource::Fixed(token),

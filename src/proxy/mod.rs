@@ -58,6 +58,9 @@ pub struct Settings {
     /// Requests the proxy answers itself, for anyone who can connect (e.g. Codex's token
     /// refresh, which gets phantom tokens back: the real ones never leave the proxy).
     pub local_answers: Vec<LocalAnswer>,
+    /// Non-secret headers the upstream expects beside the token (Codex's
+    /// `chatgpt-account-id`), set when the client did not send them.
+    pub extra_headers: Vec<(http::HeaderName, http::HeaderValue)>,
 }
 
 /// A fixed answer to `POST`/`GET` of one path.
@@ -215,6 +218,11 @@ impl Worker {
     async fn forward(&self, request: Request<Incoming>, exchange: Exchange) -> Response<ProxyBody> {
         let (mut parts, incoming) = request.into_parts();
         rewrite::strip_hop_by_hop(&mut parts.headers);
+        for (name, value) in &self.proxy.settings.extra_headers {
+            if !parts.headers.contains_key(name) {
+                parts.headers.insert(name.clone(), value.clone());
+            }
+        }
         let uri = Uri::from(
             self.proxy
                 .settings

@@ -485,3 +485,54 @@ fn a_real_codex_refreshing_its_own_expired_login_is_saved_into_the_slot_not_repl
     assert_eq!(openai.refresh_calls(), 1);
     assert!(openai.is_current(codex_tokens["refresh_token"].as_str().unwrap()));
 }
+
+#[test]
+fn proxy_agent_codex_sends_the_slots_token_and_account_to_the_chatgpt_backend() {
+    use crate::support::server::{block_on, http};
+    let openai = FakeOpenAi::start();
+    let env = codex_env(&openai);
+    let dev = openai.issue("dev@example.com", "plus");
+    env.cmd(&["add", "dev", "--agent", "codex", "--from", "stdin"])
+        .stdin(dev.auth_json())
+        .ok();
+    let proxy = env
+        .cmd(&[
+            "proxy",
+            "--agent",
+            "codex",
+            "--slot",
+            "dev",
+            "--listen",
+            "127.0.0.1:0",
+            "--format",
+            "json",
+        ])
+        .env("TOKENKEEPER_CLIENT_TOKEN", "phantom-for-codex")
+        .serve();
+    // A client that sends no account header: the proxy adds the slot's.
+    let (status, body) = block_on(async {
+        let response = http()
+            .get(proxy.url("/backend-api/wham/usage"))
+            .bearer_auth("phantom-for-codex")
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    });
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"used_percent\":37"), "{body}");
+    assert_eq!(openai.last_usage_account().as_deref(), Some("acct-dev"));
+    // Without the client token: refused, nothing forwarded.
+    let calls = openai.usage_calls();
+    let status = block_on(async {
+        http()
+            .get(proxy.url("/backend-api/wham/usage"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    });
+    assert_eq!(status, 401);
+    assert_eq!(openai.usage_calls(), calls);
+}
