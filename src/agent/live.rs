@@ -37,6 +37,9 @@ pub enum Live {
         store: KeychainStore,
         key: SecretKey,
     },
+    /// The agent keeps its login somewhere tokenkeeper does not manage: nothing is read there,
+    /// and writing fails with `why`.
+    Elsewhere { why: String, hint: String },
 }
 
 /// What the live location held when read.
@@ -57,6 +60,7 @@ impl Live {
         match self {
             Self::File { path, .. } => path.display().to_string(),
             Self::Keychain { key, .. } => format!("the Keychain item {key}"),
+            Self::Elsewhere { why, .. } => why.clone(),
         }
     }
 
@@ -64,6 +68,7 @@ impl Live {
         match self {
             Self::File { path, .. } => Ok(path.exists()),
             Self::Keychain { store, key } => Ok(store.get(key)?.is_some()),
+            Self::Elsewhere { .. } => Ok(false),
         }
     }
 
@@ -78,6 +83,7 @@ impl Live {
                 Some(bytes) => (bytes, self.describe()),
                 None => return Ok(None),
             },
+            Self::Elsewhere { .. } => return Ok(None),
         };
         let parsed = Credential::parse(bytes.expose_secret().as_bytes(), &origin);
         Ok(Some(LiveCredential { bytes, parsed }))
@@ -102,6 +108,9 @@ impl Live {
                 store.put(key, &json)?;
                 Ok(fingerprint(json.expose_secret().as_bytes()))
             }
+            Self::Elsewhere { why, hint } => {
+                Err(Error::failure(why.clone()).with_hint(hint.clone()))
+            }
         }
     }
 
@@ -121,6 +130,7 @@ impl Live {
         match self {
             Self::File { path, .. } => durable::remove(path),
             Self::Keychain { store, key } => store.delete(key),
+            Self::Elsewhere { .. } => Ok(false),
         }
     }
 }

@@ -536,3 +536,31 @@ fn proxy_agent_codex_sends_the_slots_token_and_account_to_the_chatgpt_backend() 
     assert_eq!(status, 401);
     assert_eq!(openai.usage_calls(), calls);
 }
+
+#[test]
+fn a_codex_that_keeps_its_login_in_the_keyring_is_told_so_and_slots_still_work() {
+    let openai = FakeOpenAi::start();
+    let env = codex_env(&openai);
+    let dev = openai.issue("dev@example.com", "plus");
+    env.cmd(&["add", "dev", "--agent", "codex", "--from", "stdin"])
+        .stdin(dev.auth_json())
+        .ok();
+    let codex_home = env.home.join(".codex");
+    std::fs::create_dir_all(&codex_home).unwrap();
+    std::fs::write(
+        codex_home.join("config.toml"),
+        "cli_auth_credentials_store = \"keyring\"\n",
+    )
+    .unwrap();
+    env.cmd(&["use", "dev", "--agent", "codex"])
+        .fails(1)
+        .stderr_has("cli_auth_credentials_store = \"keyring\"")
+        .stderr_has("hint: set cli_auth_credentials_store = \"file\"");
+    assert!(!auth_path(&env).exists(), "no auth.json Codex would ignore");
+    env.cmd(&["get", "dev", "--agent", "codex"])
+        .ok()
+        .stdout_is(&format!("{}\n", dev.access));
+    env.cmd(&["add", "--agent", "codex"])
+        .fails(1)
+        .stderr_has("keyring");
+}

@@ -37,13 +37,39 @@ pub fn home() -> Result<PathBuf> {
     }
 }
 
-/// Codex's live credential: `auth.json` in its home.
+/// Codex's live credential: `auth.json` in its home — when Codex is configured to keep it
+/// there (`cli_auth_credentials_store`, `file` by default). A login in the OS keyring is not
+/// written yet: on Linux Codex reads the kernel keyring before the Secret Service, and a copy
+/// tokenkeeper left stale in either could be replayed.
 pub fn live() -> Result<Live> {
-    Ok(Live::File {
-        path: home()?.join(AUTH_FILE),
-        style: Style::Pretty,
-        owner: "Codex",
-    })
+    let home = home()?;
+    let config = home.join("config.toml");
+    let mode = match std::fs::read_to_string(&config) {
+        Ok(text) => text
+            .parse::<toml::Table>()
+            .ok()
+            .and_then(|t| {
+                t.get("cli_auth_credentials_store")?
+                    .as_str()
+                    .map(str::to_string)
+            })
+            .unwrap_or_else(|| "file".to_string()),
+        Err(_) => "file".to_string(),
+    };
+    match mode.as_str() {
+        "file" => Ok(Live::File {
+            path: home.join(AUTH_FILE),
+            style: Style::Pretty,
+            owner: "Codex",
+        }),
+        other => Ok(Live::Elsewhere {
+            why: format!(
+                "Codex keeps its login in the OS keyring or in memory here (cli_auth_credentials_store = \"{other}\" in {}), which tokenkeeper does not write",
+                config.display()
+            ),
+            hint: "set cli_auth_credentials_store = \"file\" there and log in again with `codex login`; or run Codex through tokenkeeper exec --agent codex, which needs no live login".to_string(),
+        }),
+    }
 }
 
 /// Whether a JSON document is Codex's `auth.json` shape.
