@@ -4,7 +4,6 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::AgentArg;
 use super::output::{self, Format};
 use crate::daemon::unit::{self, Manager};
 use crate::daemon::{self, Daemon, Options, record};
@@ -53,8 +52,9 @@ pub struct Args {
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub jobs: u16,
 
-    #[command(flatten)]
-    pub agent: AgentArg,
+    /// Only this agent's slots [default: every agent's].
+    #[arg(long, value_enum)]
+    pub agent: Option<crate::agent::Agent>,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -120,7 +120,10 @@ pub fn run(args: Args, paths: &Paths, format: Format) -> Result<u8> {
         return Err(Error::usage("--interval must be more than 0"));
     }
     let options = Options {
-        agents: vec![args.agent.agent],
+        agents: match args.agent {
+            Some(agent) => vec![agent],
+            None => crate::agent::Agent::ALL.to_vec(),
+        },
         interval: args.interval,
         usage_every: (!args.usage_every.is_zero()).then_some(args.usage_every),
         policy: Policy::from_env()?,

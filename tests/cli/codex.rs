@@ -564,3 +564,38 @@ fn a_codex_that_keeps_its_login_in_the_keyring_is_told_so_and_slots_still_work()
         .fails(1)
         .stderr_has("keyring");
 }
+
+#[test]
+fn the_daemon_keeps_codex_slots_fresh_beside_claudes() {
+    let openai = FakeOpenAi::start();
+    let provider = FakeProvider::start();
+    let mut env = Env::with_provider(&provider);
+    env.set_all(openai.env());
+    env.add_login("claude-work", &provider.issue("c@example.com"));
+    // Half an hour left: within Codex's one-hour margin.
+    openai.set_access_lifetime(30 * 60);
+    let dev = openai.issue("dev@example.com", "plus");
+    openai.set_access_lifetime(8 * 86_400);
+    env.cmd(&["add", "dev", "--agent", "codex", "--from", "stdin"])
+        .stdin(dev.auth_json())
+        .ok();
+    env.cmd(&["daemon", "--once", "--usage-every", "0"]).ok();
+    assert_eq!(openai.refreshes_served(), 1);
+    assert_eq!(
+        provider.refreshes_served(),
+        0,
+        "the Claude slot was not due"
+    );
+    assert!(!openai.is_current(&dev.refresh));
+    // Only Claude's, when asked.
+    env.cmd(&[
+        "daemon",
+        "--once",
+        "--agent",
+        "claude",
+        "--usage-every",
+        "0",
+    ])
+    .ok();
+    assert_eq!(openai.refresh_calls(), 1);
+}
