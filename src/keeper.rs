@@ -590,6 +590,18 @@ impl Keeper {
         account: Option<&LoginAccount>,
         live: Option<String>,
     ) -> Result<(Added, String)> {
+        if !agent.holds(credential) {
+            let other = Agent::ALL
+                .into_iter()
+                .find(|a| a.holds(credential))
+                .unwrap_or(agent);
+            return Err(Error::usage(format!(
+                "this is a {} login, not a {} one",
+                other.program(),
+                agent.program()
+            ))
+            .with_hint(format!("add it with --agent {other}")));
+        }
         // The provider's word on the account beats Claude Code's login record.
         let profile = identify(credential, self.now);
         let from_profile = profile.as_ref().map(|p| LoginAccount {

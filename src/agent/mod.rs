@@ -197,6 +197,15 @@ impl Agent {
         }
     }
 
+    /// Whether a credential of this shape can be a slot of this agent at all (Claude's blob
+    /// or a bare token for Claude, an `auth.json` for Codex).
+    pub fn holds(self, credential: &crate::credential::Credential) -> bool {
+        match self {
+            Agent::Claude => !credential.is_codex(),
+            Agent::Codex => credential.is_codex(),
+        }
+    }
+
     /// How to log in with the agent itself, for hints.
     pub fn login_hint(self) -> &'static str {
         match self {

@@ -599,3 +599,72 @@ fn the_daemon_keeps_codex_slots_fresh_beside_claudes() {
     .ok();
     assert_eq!(openai.refresh_calls(), 1);
 }
+
+#[test]
+fn a_lost_refresh_answer_and_an_unreadable_id_token_lose_no_codex_lineage() {
+    let openai = FakeOpenAi::start();
+    let env = codex_env(&openai);
+    let dev = openai.issue("dev@example.com", "plus");
+    env.cmd(&["add", "dev", "--agent", "codex", "--from", "stdin"])
+        .stdin(dev.auth_json())
+        .ok();
+    // OpenAI rotated the token but the answer never arrived: the old token is spent, and the
+    // retry with it is refused as reused — the slot says it needs a new login, nothing loops.
+    openai.drop_answers_after_rotating(1);
+    let out = env
+        .cmd(&["refresh", "dev", "--agent", "codex", "--force"])
+        .run();
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    out.hides(&dev.refresh);
+    assert!(
+        out.stderr.contains(
+            "refresh_token_reused, after an earlier answer was lost: the provider had rotated it"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains(
+            "hint: log in with `codex login`, then run: tokenkeeper add dev --agent codex"
+        )
+    );
+    // One try, one retry with the same token (the only chance of keeping the lineage), no more.
+    assert_eq!(openai.refresh_calls(), 2);
+
+    // A login whose id token is not a JWT: its account cannot be told, so it needs a name.
+    let mut doc: Value =
+        serde_json::from_str(&openai.issue("x@example.com", "pro").auth_json()).unwrap();
+    doc["tokens"]["id_token"] = Value::from("not-a-jwt");
+    env.cmd(&["add", "--agent", "codex", "--from", "stdin"])
+        .stdin(doc.to_string())
+        .fails(2)
+        .stderr_has("cannot name the new slot");
+    env.cmd(&["add", "other", "--agent", "codex", "--from", "stdin"])
+        .stdin(doc.to_string())
+        .ok();
+    // Truncated JSON and a wrong shape are refused in one line, nothing stored.
+    let before = env.slot_count();
+    env.cmd(&["add", "bad", "--agent", "codex", "--from", "stdin"])
+        .stdin("{\"tokens\":{\"access_token\":")
+        .fails(1)
+        .stderr_has("truncated JSON");
+    env.cmd(&["add", "bad", "--agent", "codex", "--from", "stdin"])
+        .stdin("{\"tokens\":[1,2]}")
+        .fails(1)
+        .stderr_has("`tokens` must be an object");
+    // Another agent's login is refused, with the flag that fits.
+    env.cmd(&["add", "bad", "--agent", "codex", "--from", "stdin"])
+        .stdin(claude_blob(
+            &access("c"),
+            &refresh("c"),
+            now_ms() + 3_600_000,
+        ))
+        .fails(2)
+        .stderr_has("this is a Claude Code login, not a Codex one")
+        .stderr_has("hint: add it with --agent claude");
+    env.cmd(&["add", "bad", "--from", "stdin"])
+        .stdin(dev.auth_json())
+        .fails(2)
+        .stderr_has("add it with --agent codex");
+    assert_eq!(env.slot_count(), before);
+}

@@ -78,6 +78,8 @@ struct Inner {
     last_usage_account: Option<String>,
     /// Every `/codex/responses` POST: its authorization and account headers, as received.
     turns: Vec<(String, Option<String>)>,
+    /// Token requests to come that rotate and then lose their answer (the connection drops).
+    drop_after_rotate: usize,
 }
 
 #[derive(Clone)]
@@ -150,6 +152,7 @@ impl FakeOpenAi {
             usage_calls: 0,
             last_usage_account: None,
             turns: Vec::new(),
+            drop_after_rotate: 0,
         }));
         let app = Router::new()
             .route("/oauth/token", post(token))
@@ -207,6 +210,11 @@ impl FakeOpenAi {
         let family = inner.rotate(refresh).ok()?;
         inner.refreshes_served += 1;
         Some(inner.mint(family))
+    }
+
+    /// The next `n` refreshes rotate the token and then lose the answer.
+    pub fn drop_answers_after_rotating(&self, n: usize) {
+        self.inner.lock().unwrap().drop_after_rotate = n;
     }
 
     pub fn refresh_calls(&self) -> usize {
@@ -277,6 +285,12 @@ async fn token(State(inner): State<Arc<Mutex<Inner>>>, body: String) -> Response
         Ok(family) => {
             inner.refreshes_served += 1;
             let login = inner.mint(family);
+            if inner.drop_after_rotate > 0 {
+                inner.drop_after_rotate -= 1;
+                drop(inner);
+                // Panicking in a handler makes the server drop the connection unanswered.
+                panic!("injected: answer lost after rotating");
+            }
             Json(json!({
                 "id_token": login.id_token,
                 "access_token": login.access,

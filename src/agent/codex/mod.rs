@@ -74,9 +74,7 @@ pub fn live() -> Result<Live> {
 
 /// Whether a JSON document is Codex's `auth.json` shape.
 pub fn is_auth_json(doc: &Map<String, Value>) -> bool {
-    matches!(doc.get(TOKENS_KEY), Some(Value::Object(_)))
-        || doc.contains_key(API_KEY_KEY)
-        || doc.contains_key("auth_mode")
+    doc.contains_key(TOKENS_KEY) || doc.contains_key(API_KEY_KEY) || doc.contains_key("auth_mode")
 }
 
 fn tokens(doc: &Map<String, Value>) -> Option<&Map<String, Value>> {
