@@ -12,7 +12,7 @@ use std::path::Path;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::credential::{Credential, Kind};
+use crate::agent::{Credential, Kind, Profile};
 use crate::durable;
 use crate::error::{Error, Result};
 use crate::perms;
@@ -206,7 +206,7 @@ impl Slot {
     }
 
     /// Records what the provider's profile says about the slot's account.
-    pub fn absorb_profile(&mut self, profile: &crate::provider::Profile) {
+    pub fn absorb_profile(&mut self, profile: &Profile) {
         let keep = |new: &Option<String>, old: &mut Option<String>| {
             if new.is_some() {
                 *old = new.clone();

@@ -6,8 +6,8 @@
 
 use jiff::{SignedDuration, Timestamp};
 
+use crate::agent::Kind;
 use crate::catalog::Slot;
-use crate::credential::Kind;
 
 /// Warn from this close to the end.
 pub const WARN_WITHIN: SignedDuration = SignedDuration::from_hours(30 * 24);
@@ -100,7 +100,7 @@ impl Warning {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::credential::Credential;
+    use crate::agent::credential::Credential;
     use crate::store::Backend;
 
     fn slot(kind_long: bool, end_in_days: i64, now: Timestamp) -> Slot {

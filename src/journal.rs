@@ -25,7 +25,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
-use crate::credential::Credential;
+use crate::agent::Credential;
 use crate::durable::{self, TEMP_PREFIX};
 use crate::error::{Error, Result};
 use crate::lock::FileLock;

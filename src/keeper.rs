@@ -10,10 +10,10 @@
 use jiff::Timestamp;
 use tracing::{debug, info};
 
-use crate::agent::Agent;
-use crate::agent::claude::LoginAccount;
+use crate::agent::{Agent, LoginAccount, Profile};
+
+use crate::agent::Credential;
 use crate::catalog::{self, Catalog, LiveRecord, Slot};
-use crate::credential::Credential;
 use crate::durable::failpoint;
 use crate::error::{Error, Result};
 use crate::journal::{Entry, Journal, Pending, Resolved};
@@ -21,7 +21,7 @@ use crate::lock::FileLock;
 use crate::net;
 use crate::paths::Paths;
 use crate::perms;
-use crate::provider::{Profile, ProviderError};
+use crate::provider::ProviderError;
 use crate::secret::Secret;
 use crate::store::{self, Backend, Stores};
 use crate::usage::Snapshot;

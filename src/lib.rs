@@ -5,7 +5,6 @@
 pub mod agent;
 pub mod catalog;
 pub mod cli;
-pub mod credential;
 pub mod daemon;
 pub mod deadline;
 pub mod durable;

@@ -18,8 +18,6 @@ const APP_DIR: &str = "tokenkeeper";
 pub struct Paths {
     pub config_dir: PathBuf,
     pub data_dir: PathBuf,
-    /// Where new secrets go when given on the command line (`--backend`); see `store::select`.
-    pub backend: Option<crate::store::BackendArg>,
 }
 
 impl Paths {
@@ -28,7 +26,6 @@ impl Paths {
             return Ok(Self {
                 config_dir: home.clone(),
                 data_dir: home,
-                backend: None,
             });
         }
         let no_home = || {
@@ -39,7 +36,6 @@ impl Paths {
         Ok(Self {
             config_dir: dirs::config_dir().ok_or_else(no_home)?.join(APP_DIR),
             data_dir: dirs::data_dir().ok_or_else(no_home)?.join(APP_DIR),
-            backend: None,
         })
     }
 

@@ -15,7 +15,7 @@ use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::credential::{Credential, Kind};
+use crate::agent::{Credential, Kind};
 use crate::durable;
 use crate::error::Result;
 use crate::net;

@@ -6,8 +6,8 @@ use jiff::{SignedDuration, Timestamp};
 use proptest::prelude::*;
 use serde_json::{Map, Value};
 
+use crate::agent::Credential;
 use crate::catalog::Catalog;
-use crate::credential::Credential;
 use crate::journal::Entry;
 use crate::provider;
 use crate::refresh::{Policy, due};

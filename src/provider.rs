@@ -14,6 +14,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tracing::{debug, info};
 
+use crate::agent::Profile;
 use crate::secret::Secret;
 
 pub const ENV_OAUTH_URL: &str = "TOKENKEEPER_CLAUDE_OAUTH_URL";
@@ -121,18 +122,6 @@ pub struct Tokens {
     pub scopes: Option<Vec<String>>,
     pub account_uuid: Option<String>,
     pub email: Option<String>,
-}
-
-/// The account behind an access token.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Profile {
-    pub account_uuid: Option<String>,
-    pub email: Option<String>,
-    pub organization_uuid: Option<String>,
-    pub organization_name: Option<String>,
-    pub rate_limit_tier: Option<String>,
-    /// `max`, `pro` or none, from the account's flags.
-    pub plan: Option<String>,
 }
 
 /// Whether a request that failed for a passing reason is tried again.

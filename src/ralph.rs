@@ -5,7 +5,7 @@
 
 use jiff::Timestamp;
 
-use crate::credential::{Credential, InputForm};
+use crate::agent::credential::{Credential, InputForm};
 use crate::error::{Error, Result};
 use crate::keeper::Keeper;
 use crate::paths::Paths;

@@ -13,8 +13,8 @@ use tracing::{info, warn};
 
 use crate::agent::Agent;
 
+use crate::agent::{Credential, Kind};
 use crate::catalog::Slot;
-use crate::credential::{Credential, Kind};
 use crate::deadline;
 use crate::durable::failpoint;
 use crate::error::{Error, Result};

@@ -8,7 +8,7 @@ use std::process::Command;
 use http::Method;
 
 use super::{Agent, claude, codex};
-use crate::credential::Credential;
+use crate::agent::Credential;
 use crate::error::{Error, Result};
 use crate::proxy::LocalAnswer;
 use crate::secret::Secret;

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::credential::Credential;
+use crate::agent::Credential;
 use crate::durable;
 use crate::error::{Error, Result};
 use crate::perms;

@@ -8,12 +8,27 @@
 
 pub mod claude;
 pub mod codex;
+pub mod credential;
 pub mod exec;
 pub mod live;
 
 use std::fmt;
 
+pub use claude::LoginAccount;
+pub use credential::{Credential, Kind};
 pub use live::{Live, LiveCredential};
+
+/// The account behind a login, as its provider (or its own id token) says.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Profile {
+    pub account_uuid: Option<String>,
+    pub email: Option<String>,
+    pub organization_uuid: Option<String>,
+    pub organization_name: Option<String>,
+    pub rate_limit_tier: Option<String>,
+    /// `max`, `pro` or none, from the account's flags.
+    pub plan: Option<String>,
+}
 
 /// An agent whose slots tokenkeeper manages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -125,20 +140,20 @@ impl Agent {
 
     /// Whether the provider will tell this credential's quota usage (a setup token, scope
     /// `user:inference` only, or an API key cannot).
-    pub fn usage_readable(self, credential: &crate::credential::Credential) -> bool {
+    pub fn usage_readable(self, credential: &crate::agent::credential::Credential) -> bool {
         match self {
             Agent::Claude => {
-                credential.kind() == crate::credential::Kind::Oauth
+                credential.kind() == crate::agent::credential::Kind::Oauth
                     && credential.scopes().contains(&"user:profile")
             }
-            Agent::Codex => credential.kind() == crate::credential::Kind::Oauth,
+            Agent::Codex => credential.kind() == crate::agent::credential::Kind::Oauth,
         }
     }
 
     /// One reading of the account's quota windows (asks nothing of the quota itself).
     pub async fn read_usage(
         self,
-        credential: &crate::credential::Credential,
+        credential: &crate::agent::credential::Credential,
         retry: crate::provider::Retry,
     ) -> Result<crate::usage::Snapshot, crate::provider::ProviderError> {
         let client = crate::net::client();
@@ -179,7 +194,7 @@ impl Agent {
 
     /// Whether the agent reads this credential's shape from its live location (Claude Code
     /// its blob, not a bare setup token; Codex its `auth.json`).
-    pub fn accepts(self, credential: &crate::credential::Credential) -> bool {
+    pub fn accepts(self, credential: &crate::agent::credential::Credential) -> bool {
         match self {
             Agent::Claude => credential.is_claude_blob(),
             Agent::Codex => credential.is_codex(),
@@ -199,7 +214,7 @@ impl Agent {
 
     /// Whether a credential of this shape can be a slot of this agent at all (Claude's blob
     /// or a bare token for Claude, an `auth.json` for Codex).
-    pub fn holds(self, credential: &crate::credential::Credential) -> bool {
+    pub fn holds(self, credential: &crate::agent::credential::Credential) -> bool {
         match self {
             Agent::Claude => !credential.is_codex(),
             Agent::Codex => credential.is_codex(),

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::AgentArg;
 use super::output::{self, Format};
-use crate::credential::Credential;
+use crate::agent::Credential;
 use crate::error::{Error, Result};
 use crate::input::{self, MAX_STDIN_BYTES};
 use crate::keeper::{self, Added, Keeper};

@@ -5,8 +5,8 @@ use serde_json::json;
 
 use super::AgentArg;
 use super::output::{self, Format};
+use crate::agent::{Credential, Kind};
 use crate::catalog::Slot;
-use crate::credential::{Credential, Kind};
 use crate::error::{Error, Result};
 use crate::keeper::Keeper;
 use crate::paths::Paths;

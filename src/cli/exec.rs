@@ -153,10 +153,10 @@ pub(super) fn probe_before_launch(paths: &Paths, fresh: &refresh::Fresh) -> Resu
         crate::probe::Verdict::Valid => Ok(()),
         crate::probe::Verdict::Refused { status } => {
             let hint = match fresh.credential.kind() {
-                crate::credential::Kind::LongLived => {
+                crate::agent::credential::Kind::LongLived => {
                     format!("make a new one: tokenkeeper rotate {}", fresh.slot.name)
                 }
-                crate::credential::Kind::Oauth => format!(
+                crate::agent::credential::Kind::Oauth => format!(
                     "log in again with `claude` (/login), then: tokenkeeper add {}",
                     fresh.slot.name
                 ),

@@ -12,7 +12,7 @@ use serde_json::json;
 
 use super::AgentArg;
 use super::output::{self, Format};
-use crate::credential::Kind;
+use crate::agent::Kind;
 use crate::durable;
 use crate::error::{Error, Result};
 use crate::keeper::Keeper;

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::AgentArg;
 use super::output::{self, Format};
-use crate::credential::Kind;
+use crate::agent::Kind;
 use crate::error::{Error, Result};
 use crate::github::{self, Put, Target};
 use crate::keeper::Keeper;

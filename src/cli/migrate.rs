@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::keeper::{Keeper, Migrated};
 use crate::lock::FileLock;
 use crate::paths::Paths;
-use crate::store::{Backend, BackendArg, select};
+use crate::store::{Backend, BackendArg, select_with};
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
@@ -35,11 +35,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args, paths: &Paths, format: Format) -> Result<u8> {
-    let to = {
-        let mut target = paths.clone();
-        target.backend = Some(args.to);
-        select(&target)?.backend
-    };
+    let to = select_with(paths, Some(args.to))?.backend;
     let slots: Vec<Slot> = {
         let keeper = Keeper::open(paths.clone())?;
         let catalog = keeper.catalog();

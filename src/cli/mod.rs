@@ -248,8 +248,8 @@ fn duration(text: &str) -> std::result::Result<std::time::Duration, String> {
 pub fn run(cli: Cli) -> Result<u8> {
     style::init(cli.color);
     output::set_quiet(cli.quiet);
-    let mut paths = Paths::from_env()?;
-    paths.backend = cli.backend;
+    let paths = Paths::from_env()?;
+    crate::store::set_flag(cli.backend);
     let format = cli.format;
     match cli.command {
         Command::Add(args) => add::run(args, &paths, format),

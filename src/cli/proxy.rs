@@ -302,13 +302,16 @@ const STDIN_MODES: [&str; 3] = ["oauth", "api_key", "gateway"];
 /// The token from stdin, and the auth mode when a mode line came first.
 fn stdin_token() -> Result<(Option<String>, Secret)> {
     let (mode, line) = input::take_stdin_line("echo \"$TOKEN\" | tokenkeeper proxy", &STDIN_MODES)?;
-    let (credential, _) =
-        crate::credential::Credential::from_input(&line, "standard input", jiff::Timestamp::now())
-            .map_err(|err| {
-                Error::failure(err.message().to_string()).with_hint(
+    let (credential, _) = crate::agent::credential::Credential::from_input(
+        &line,
+        "standard input",
+        jiff::Timestamp::now(),
+    )
+    .map_err(|err| {
+        Error::failure(err.message().to_string()).with_hint(
             "pipe one line: the access token, or a credential JSON on one line; or use --slot NAME",
         )
-            })?;
+    })?;
     Ok((mode, credential.access_token()))
 }
 

@@ -5,7 +5,7 @@ use jiff::Timestamp;
 use serde_json::json;
 
 use super::output::{self, Format};
-use crate::credential::InputForm;
+use crate::agent::credential::InputForm;
 use crate::error::{Error, Result};
 use crate::input;
 use crate::paths::Paths;

@@ -18,8 +18,8 @@ use jiff::Timestamp;
 use tracing::{debug, info, warn};
 
 use crate::agent::Agent;
+use crate::agent::Kind;
 use crate::catalog::{Catalog, Slot};
-use crate::credential::Kind;
 use crate::error::{Error, Result};
 use crate::keeper::Keeper;
 use crate::lock::FileLock;
@@ -227,7 +227,9 @@ impl Daemon {
             info!("{notice}");
         }
         let slots: Vec<Slot> = keeper.catalog().slots_of(agent.name()).cloned().collect();
-        self.slots.retain(|id, _| slots.iter().any(|s| &s.id == id));
+        // Forget the back-off of removed slots only: other agents' slots keep theirs.
+        let catalog = keeper.catalog();
+        self.slots.retain(|id, _| catalog.get(id).is_some());
         Ok(slots)
     }
 

@@ -16,7 +16,7 @@ pub use keychain::KeychainStore;
 pub use onepassword::OnePasswordStore;
 pub use openbao::{ENV_TOKEN_FILE as ENV_OPENBAO_TOKEN_FILE, OpenBaoConfig, OpenBaoStore};
 pub use secret_service::SecretServiceStore;
-pub use select::{BackendArg, ENV_BACKEND, Selection, select};
+pub use select::{BackendArg, ENV_BACKEND, Selection, select, select_with, set_flag};
 
 use std::fmt;
 

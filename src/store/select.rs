@@ -47,10 +47,25 @@ struct ConfigFile {
     backend: Option<BackendArg>,
 }
 
-/// The backend for new secrets, from the flag (`paths.backend`), the environment, the config
+/// `--backend`, given once per process by the command line.
+static FLAG: std::sync::OnceLock<BackendArg> = std::sync::OnceLock::new();
+
+/// Records the command line's `--backend` for every later `select`.
+pub fn set_flag(arg: Option<BackendArg>) {
+    if let Some(arg) = arg {
+        let _ = FLAG.set(arg);
+    }
+}
+
+/// The backend for new secrets, from the flag (`--backend`), the environment, the config
 /// file or the platform's default.
 pub fn select(paths: &Paths) -> Result<Selection> {
-    if let Some(arg) = paths.backend {
+    select_with(paths, FLAG.get().copied())
+}
+
+/// `select`, with `flag` standing for the command line's `--backend`.
+pub fn select_with(paths: &Paths, flag: Option<BackendArg>) -> Result<Selection> {
+    if let Some(arg) = flag {
         return Ok(resolve(arg, "--backend"));
     }
     if let Some(text) = std::env::var(ENV_BACKEND).ok().filter(|v| !v.is_empty()) {

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use super::Snapshot;
 use crate::agent::Agent;
+use crate::agent::Credential;
 use crate::catalog::Slot;
-use crate::credential::Credential;
 use crate::error::{Error, Result};
 use crate::net;
 use crate::paths::Paths;

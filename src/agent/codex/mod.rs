@@ -100,7 +100,7 @@ pub fn validate(doc: &Map<String, Value>) -> std::result::Result<(), String> {
                     Some(other) => {
                         return Err(format!(
                             "`tokens.{key}` must be a string, found {}",
-                            crate::credential::type_name(other)
+                            crate::agent::credential::type_name(other)
                         ));
                     }
                 }
@@ -109,7 +109,7 @@ pub fn validate(doc: &Map<String, Value>) -> std::result::Result<(), String> {
         Some(other) => {
             return Err(format!(
                 "`tokens` must be an object, found {}",
-                crate::credential::type_name(other)
+                crate::agent::credential::type_name(other)
             ));
         }
     }
