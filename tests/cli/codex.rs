@@ -146,10 +146,22 @@ fn use_switches_codex_between_accounts_and_keeps_what_codex_refreshed_meanwhile(
     // Codex refreshed its own login before the switch: the new tokens go into slot dev first.
     let refreshed = openai.refresh_as_codex(&dev.refresh).unwrap();
     write_auth(&env, &refreshed);
+    // A Codex process running now (its argv[0] is `codex`) is named.
+    let mut running = std::process::Command::new("bash")
+        .args(["-c", "exec -a codex sleep 30"])
+        .spawn()
+        .unwrap();
+    let pid = running.id();
+    wait_until(10, "the stand-in Codex process", || {
+        std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.starts_with(b"codex\0"))
+    });
     env.cmd(&["use", "ops", "--agent", "codex"])
         .ok()
         .stdout_has("codex now uses slot 'ops'")
-        .stderr_has("Codex processes already running keep the account they started with");
+        .stderr_has("Codex processes already running keep the account they started with")
+        .stderr_has(&format!("pid {pid}"));
+    running.kill().unwrap();
+    running.wait().unwrap();
     let live = read_auth(&env);
     assert_eq!(live["tokens"]["access_token"], ops.access.as_str());
     assert_eq!(live["tokens"]["account_id"], "acct-ops");
