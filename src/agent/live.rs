@@ -13,7 +13,7 @@ use crate::durable;
 use crate::error::{Error, Result};
 use crate::perms;
 use crate::secret::Secret;
-use crate::store::{KeychainStore, SecretKey, SecretStore};
+use crate::store::{KeychainStore, SecretKey, SecretServiceStore, SecretStore};
 
 const MAX_LIVE_BYTES: u64 = 1 << 20;
 
@@ -36,6 +36,14 @@ pub enum Live {
     Keychain {
         store: KeychainStore,
         key: SecretKey,
+    },
+    /// An item in the OS keyring as the `keyring` crate keeps one on Linux: the Secret
+    /// Service item, and a copy in the kernel's persistent keyring that the crate reads first
+    /// (so both are written: a stale kernel copy would hand the agent a spent token).
+    Keyring {
+        key: SecretKey,
+        /// The agent, for messages.
+        owner: &'static str,
     },
     /// The agent keeps its login somewhere tokenkeeper does not manage: nothing is read there,
     /// and writing fails with `why`.
@@ -61,6 +69,7 @@ impl Live {
             Self::File { path, .. } => path.display().to_string(),
             Self::Keychain { key, .. } => format!("the Keychain item {key}"),
             Self::Elsewhere { why, .. } => why.clone(),
+            Self::Keyring { key, owner } => format!("{owner}'s keyring item {key}"),
         }
     }
 
@@ -69,6 +78,7 @@ impl Live {
             Self::File { path, .. } => Ok(path.exists()),
             Self::Keychain { store, key } => Ok(store.get(key)?.is_some()),
             Self::Elsewhere { .. } => Ok(false),
+            Self::Keyring { key, .. } => Ok(SecretServiceStore::rust_keyring().get(key)?.is_some()),
         }
     }
 
@@ -84,6 +94,10 @@ impl Live {
                 None => return Ok(None),
             },
             Self::Elsewhere { .. } => return Ok(None),
+            Self::Keyring { key, .. } => match SecretServiceStore::rust_keyring().get(key)? {
+                Some(bytes) => (bytes, self.describe()),
+                None => return Ok(None),
+            },
         };
         let parsed = Credential::parse(bytes.expose_secret().as_bytes(), &origin);
         Ok(Some(LiveCredential { bytes, parsed }))
@@ -111,6 +125,12 @@ impl Live {
             Self::Elsewhere { why, hint } => {
                 Err(Error::failure(why.clone()).with_hint(hint.clone()))
             }
+            Self::Keyring { key, .. } => {
+                let json = credential.to_secret_json();
+                SecretServiceStore::rust_keyring().put(key, &json)?;
+                kernel_copy(key, Some(&json));
+                Ok(fingerprint(json.expose_secret().as_bytes()))
+            }
         }
     }
 
@@ -131,7 +151,34 @@ impl Live {
             Self::File { path, .. } => durable::remove(path),
             Self::Keychain { store, key } => store.delete(key),
             Self::Elsewhere { .. } => Ok(false),
+            Self::Keyring { key, .. } => {
+                let removed = SecretServiceStore::rust_keyring().delete(key)?;
+                kernel_copy(key, None);
+                Ok(removed)
+            }
         }
+    }
+}
+
+/// Writes (or, with `None`, invalidates) the `keyring` crate's copy of an item in the user's
+/// persistent kernel keyring, described `keyring-rs:<account>@<service>`. Where that keyring
+/// cannot be reached (containers often deny it), the agent cannot keep a copy there either:
+/// nothing is done, and that is logged.
+fn kernel_copy(key: &SecretKey, value: Option<&Secret>) {
+    use linux_keyutils::{KeyError, KeyRing, KeyRingIdentifier};
+    let description = format!("keyring-rs:{}@{}", key.account, key.service);
+    let done = KeyRing::get_persistent(KeyRingIdentifier::Session).and_then(|ring| match value {
+        Some(value) => ring
+            .add_key(&description, value.expose_secret().as_bytes())
+            .map(|_| ()),
+        None => match ring.search(&description) {
+            Ok(found) => found.invalidate(),
+            Err(KeyError::KeyDoesNotExist) => Ok(()),
+            Err(err) => Err(err),
+        },
+    });
+    if let Err(err) = done {
+        tracing::info!(item = %key, error = ?err, "the kernel keyring cannot be reached; only the Secret Service item was changed");
     }
 }
 

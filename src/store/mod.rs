@@ -165,7 +165,7 @@ impl Stores {
         Self {
             file: FileStore::new(paths.store_dir()),
             keychain: KeychainStore::from_env(),
-            secret_service: SecretServiceStore,
+            secret_service: SecretServiceStore::default(),
             openbao: OpenBaoStore::default(),
             onepassword: OnePasswordStore::default(),
         }

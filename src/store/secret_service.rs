@@ -14,9 +14,29 @@ use crate::store::{SecretKey, SecretStore};
 
 const CONTENT_TYPE: &str = "application/json";
 
-pub struct SecretServiceStore;
+/// How items are named: tokenkeeper's own (`service` + `account`), or as the `keyring` crate
+/// (v3) names them, for items another program reads (Codex's login).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ItemStyle {
+    #[default]
+    Tokenkeeper,
+    /// `service`, `username`, `target=default`, `application=rust-keyring`; text/plain.
+    RustKeyring,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SecretServiceStore {
+    style: ItemStyle,
+}
 
 impl SecretServiceStore {
+    /// Items named as the `keyring` crate names them.
+    pub fn rust_keyring() -> Self {
+        Self {
+            style: ItemStyle::RustKeyring,
+        }
+    }
+
     /// Whether a Secret Service answers on the session bus (for `auto`). A plain session is
     /// enough to tell, and skips the key exchange.
     pub fn reachable() -> bool {
@@ -25,11 +45,47 @@ impl SecretServiceStore {
     }
 }
 
-fn attributes(key: &SecretKey) -> HashMap<&str, &str> {
-    HashMap::from([
-        ("service", key.service.as_str()),
-        ("account", key.account.as_str()),
-    ])
+impl SecretServiceStore {
+    /// What finds the item.
+    fn attributes<'a>(&self, key: &'a SecretKey) -> HashMap<&'static str, &'a str> {
+        match self.style {
+            ItemStyle::Tokenkeeper => HashMap::from([
+                ("service", key.service.as_str()),
+                ("account", key.account.as_str()),
+            ]),
+            ItemStyle::RustKeyring => HashMap::from([
+                ("service", key.service.as_str()),
+                ("username", key.account.as_str()),
+            ]),
+        }
+    }
+
+    /// What a new item carries: the search attributes and, for the keyring crate's items,
+    /// the two it adds.
+    fn item_attributes<'a>(&self, key: &'a SecretKey) -> HashMap<&'static str, &'a str> {
+        let mut attributes = self.attributes(key);
+        if self.style == ItemStyle::RustKeyring {
+            attributes.insert("target", "default");
+            attributes.insert("application", "rust-keyring");
+        }
+        attributes
+    }
+
+    fn label(&self, key: &SecretKey) -> String {
+        match self.style {
+            ItemStyle::Tokenkeeper => format!("tokenkeeper: {key}"),
+            ItemStyle::RustKeyring => {
+                format!("{}@{}:default (keyring v3.6.3)", key.account, key.service)
+            }
+        }
+    }
+
+    fn content_type(&self) -> &'static str {
+        match self.style {
+            ItemStyle::Tokenkeeper => CONTENT_TYPE,
+            ItemStyle::RustKeyring => "text/plain",
+        }
+    }
 }
 
 /// A one-line error naming the backend, with the fix for the usual causes.
@@ -59,7 +115,7 @@ impl SecretStore for SecretServiceStore {
                 .await
                 .map_err(|err| failed("read", key, &err))?;
             let found = service
-                .search_items(attributes(key))
+                .search_items(self.attributes(key))
                 .await
                 .map_err(|err| failed("read", key, &err))?;
             let item = match (
@@ -103,11 +159,11 @@ impl SecretStore for SecretServiceStore {
             // `replace`: an item with the same attributes is updated in place, atomically.
             collection
                 .create_item(
-                    &format!("tokenkeeper: {key}"),
-                    attributes(key),
+                    &self.label(key),
+                    self.item_attributes(key),
                     value.expose_secret().as_bytes(),
                     true,
-                    CONTENT_TYPE,
+                    self.content_type(),
                 )
                 .await
                 .map_err(|err| failed("write", key, &err))?;
@@ -121,7 +177,7 @@ impl SecretStore for SecretServiceStore {
                 .await
                 .map_err(|err| failed("delete", key, &err))?;
             let found = service
-                .search_items(attributes(key))
+                .search_items(self.attributes(key))
                 .await
                 .map_err(|err| failed("delete", key, &err))?;
             let mut deleted = false;

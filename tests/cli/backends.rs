@@ -191,7 +191,7 @@ fn slots_go_to_gnome_keyring_over_d_bus_and_auto_picks_it_when_it_answers() {
     let slot = &env.catalog()["slots"][0];
     assert_eq!(slot["backend"], "secret-service");
     let key = SecretKey::slot("claude", slot["id"].as_str().unwrap());
-    let stored = SecretServiceStore.get(&key).unwrap().unwrap();
+    let stored = SecretServiceStore::default().get(&key).unwrap().unwrap();
     assert!(stored.expose_secret().contains(&login.refresh));
     assert!(
         env.stored_secrets().is_empty(),
@@ -201,16 +201,16 @@ fn slots_go_to_gnome_keyring_over_d_bus_and_auto_picks_it_when_it_answers() {
     // Refreshed through the lifecycle, written back to the keyring.
     let renewed = env.cmd(&["get", "work"]).ok().stdout.trim().to_string();
     assert_ne!(renewed, login.access);
-    let stored = SecretServiceStore.get(&key).unwrap().unwrap();
+    let stored = SecretServiceStore::default().get(&key).unwrap().unwrap();
     assert!(stored.expose_secret().contains(&renewed));
 
     // And migrated out and back.
     env.cmd(&["migrate", "--to", "file", "work"]).ok();
-    assert!(SecretServiceStore.get(&key).unwrap().is_none());
+    assert!(SecretServiceStore::default().get(&key).unwrap().is_none());
     env.cmd(&["migrate", "--to", "secret-service", "work"]).ok();
     assert!(env.stored_secrets().is_empty());
     env.cmd(&["remove", "work"]).ok();
-    assert!(SecretServiceStore.get(&key).unwrap().is_none());
+    assert!(SecretServiceStore::default().get(&key).unwrap().is_none());
 }
 
 #[test]

@@ -550,7 +550,7 @@ fn proxy_agent_codex_sends_the_slots_token_and_account_to_the_chatgpt_backend() 
 }
 
 #[test]
-fn a_codex_that_keeps_its_login_in_the_keyring_is_told_so_and_slots_still_work() {
+fn a_codex_that_keeps_no_login_on_disk_is_told_so_and_slots_still_work() {
     let openai = FakeOpenAi::start();
     let env = codex_env(&openai);
     let dev = openai.issue("dev@example.com", "plus");
@@ -561,20 +561,86 @@ fn a_codex_that_keeps_its_login_in_the_keyring_is_told_so_and_slots_still_work()
     std::fs::create_dir_all(&codex_home).unwrap();
     std::fs::write(
         codex_home.join("config.toml"),
-        "cli_auth_credentials_store = \"keyring\"\n",
+        "cli_auth_credentials_store = \"ephemeral\"\n",
     )
     .unwrap();
     env.cmd(&["use", "dev", "--agent", "codex"])
         .fails(1)
-        .stderr_has("cli_auth_credentials_store = \"keyring\"")
-        .stderr_has("hint: set cli_auth_credentials_store = \"file\"");
+        .stderr_has("cli_auth_credentials_store = \"ephemeral\"")
+        .stderr_has("hint: run Codex through tokenkeeper exec --agent codex");
     assert!(!auth_path(&env).exists(), "no auth.json Codex would ignore");
     env.cmd(&["get", "dev", "--agent", "codex"])
         .ok()
         .stdout_is(&format!("{}\n", dev.access));
-    env.cmd(&["add", "--agent", "codex"])
-        .fails(1)
-        .stderr_has("keyring");
+}
+
+#[test]
+fn a_codex_keeping_its_login_in_the_keyring_reads_what_use_wrote_there() {
+    let openai = FakeOpenAi::start();
+    let mut env = codex_env(&openai);
+    env.set(
+        "DBUS_SESSION_BUS_ADDRESS",
+        std::env::var("DBUS_SESSION_BUS_ADDRESS").expect(
+            "no D-Bus session: run the tests through scripts/test (or scripts/with-keyring)",
+        ),
+    );
+    let codex_home = env.home.join(".codex");
+    std::fs::create_dir_all(&codex_home).unwrap();
+    std::fs::write(
+        codex_home.join("config.toml"),
+        "cli_auth_credentials_store = \"keyring\"\n",
+    )
+    .unwrap();
+    // Codex saves a login in the keyring itself: the Secret Service item and the kernel
+    // keyring's copy the keyring crate reads first.
+    let mut login = std::process::Command::new(codex_path())
+        .args(["login", "--with-api-key"])
+        .env_clear()
+        .envs(env.vars())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        login
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"sk-proj-PLANTEDcodexA12345")
+            .unwrap();
+    }
+    assert!(login.wait().unwrap().success());
+
+    // tokenkeeper reads it from there...
+    env.cmd(&["add", "keya", "--agent", "codex"]).ok();
+    env.cmd(&["get", "keya", "--agent", "codex"])
+        .ok()
+        .stdout_is("sk-proj-PLANTEDcodexA12345\n");
+    // ...and writes a ChatGPT login there (the Secret Service item, and the kernel keyring's
+    // copy where the system lets one be kept): Codex reads it, and no auth.json appears.
+    let dev = openai.issue("dev@example.com", "plus");
+    env.cmd(&["add", "dev", "--agent", "codex", "--from", "stdin"])
+        .stdin(dev.auth_json())
+        .ok();
+    env.cmd(&["use", "dev", "--agent", "codex"])
+        .ok()
+        .stdout_has("Codex's keyring item Codex Auth/cli|");
+    let (ok, _, stderr) = run_codex(&env, &["login", "status"]);
+    assert!(ok && stderr.contains("Logged in using ChatGPT"), "{stderr}");
+    assert!(!auth_path(&env).exists());
+    env.cmd(&["use", "keya", "--agent", "codex"]).ok();
+    let (ok, _, stderr) = run_codex(&env, &["login", "status"]);
+    assert!(
+        ok && stderr.contains("API key configured - sk-proj-***12345"),
+        "{stderr}"
+    );
+    // remove --yes logs Codex out of the keyring too.
+    env.cmd(&["remove", "keya", "--agent", "codex", "--yes"])
+        .ok();
+    let (ok, _, stderr) = run_codex(&env, &["login", "status"]);
+    assert!(!ok, "{stderr}");
 }
 
 #[test]

@@ -202,7 +202,7 @@ fn the_secret_service_backend_conforms_against_gnome_keyring() {
         std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_some(),
         "no D-Bus session: run the tests through scripts/test (or scripts/with-keyring cargo test)"
     );
-    conformance(Arc::new(SecretServiceStore));
+    conformance(Arc::new(SecretServiceStore::default()));
 }
 
 #[test]

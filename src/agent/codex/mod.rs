@@ -37,10 +37,11 @@ pub fn home() -> Result<PathBuf> {
     }
 }
 
-/// Codex's live credential: `auth.json` in its home — when Codex is configured to keep it
-/// there (`cli_auth_credentials_store`, `file` by default). A login in the OS keyring is not
-/// written yet: on Linux Codex reads the kernel keyring before the Secret Service, and a copy
-/// tokenkeeper left stale in either could be replayed.
+/// Where Codex keeps its login, as its config says (`cli_auth_credentials_store`): `file`
+/// (the default) is `auth.json` in its home; `keyring` the OS keyring item `Codex Auth` /
+/// `cli|<hash of CODEX_HOME>`; `auto` the keyring when a Secret Service answers and holds the
+/// item (or the file is absent), else the file, as Codex itself reads them; `ephemeral` no
+/// place at all.
 pub fn live() -> Result<Live> {
     let home = home()?;
     let config = home.join("config.toml");
@@ -56,19 +57,47 @@ pub fn live() -> Result<Live> {
             .unwrap_or_else(|| "file".to_string()),
         Err(_) => "file".to_string(),
     };
+    let file = Live::File {
+        path: home.join(AUTH_FILE),
+        style: Style::Pretty,
+        owner: "Codex",
+    };
+    let keyring = Live::Keyring {
+        key: keyring_key(&home),
+        owner: "Codex",
+    };
     match mode.as_str() {
-        "file" => Ok(Live::File {
-            path: home.join(AUTH_FILE),
-            style: Style::Pretty,
-            owner: "Codex",
-        }),
+        "file" => Ok(file),
+        "keyring" => Ok(keyring),
+        "auto" if !crate::store::SecretServiceStore::reachable() => Ok(file),
+        "auto" => {
+            if keyring.exists().unwrap_or(false) || !file.exists().unwrap_or(false) {
+                Ok(keyring)
+            } else {
+                Ok(file)
+            }
+        }
         other => Ok(Live::Elsewhere {
             why: format!(
-                "Codex keeps its login in the OS keyring or in memory here (cli_auth_credentials_store = \"{other}\" in {}), which tokenkeeper does not write",
+                "Codex keeps no login on disk here (cli_auth_credentials_store = \"{other}\" in {})",
                 config.display()
             ),
-            hint: "set cli_auth_credentials_store = \"file\" there and log in again with `codex login`; or run Codex through tokenkeeper exec --agent codex, which needs no live login".to_string(),
+            hint: "run Codex through tokenkeeper exec --agent codex, which needs no stored login"
+                .to_string(),
         }),
+    }
+}
+
+/// Codex's keyring item: service `Codex Auth`, account `cli|` and the first 16 hex digits of
+/// the SHA-256 of its home's canonical path.
+pub fn keyring_key(home: &std::path::Path) -> crate::store::SecretKey {
+    use sha2::{Digest, Sha256};
+    let canonical = home.canonicalize().unwrap_or_else(|_| home.to_path_buf());
+    let digest = Sha256::digest(canonical.to_string_lossy().as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    crate::store::SecretKey {
+        service: "Codex Auth".to_string(),
+        account: format!("cli|{}", &hex[..16]),
     }
 }
 
