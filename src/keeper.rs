@@ -719,8 +719,9 @@ impl Keeper {
         let credential = match settled {
             Settled::Unconfirmed { newer } => {
                 self.notices.push(format!(
-                    "slot '{}' waits for its account to be confirmed (the newer tokens are in '{newer}'); Claude Code gets its access token without the refresh token meanwhile",
-                    slot.name
+                    "slot '{}' waits for its account to be confirmed (the newer tokens are in '{newer}'); {} gets its access token without the refresh token meanwhile",
+                    slot.name,
+                    agent.program()
                 ));
                 credential.without_refresh_token()
             }
@@ -736,7 +737,8 @@ impl Keeper {
             match agent.set_login_record(&account) {
                 Ok(_) => {}
                 Err(err) => self.notices.push(format!(
-                    "Claude Code may still name the previous account: {}",
+                    "{} may still name the previous account: {}",
+                    agent.program(),
                     err.message()
                 )),
             }
@@ -914,12 +916,14 @@ impl Keeper {
         let live_exists = live.exists()?;
         if owns_live && live_exists && !clear_live {
             return Err(Error::failure(format!(
-                "slot '{}' is the one Claude Code uses now; removing it also deletes {}",
+                "slot '{}' is the one {} uses now; removing it also deletes {}",
                 slot.name,
+                agent.program(),
                 live.describe()
             ))
             .with_hint(format!(
-                "to remove it and log Claude Code out, run: tokenkeeper remove {} --yes",
+                "to remove it and log {} out, run: tokenkeeper remove {} --yes",
+                agent.program(),
                 slot.name
             )));
         }

@@ -251,8 +251,9 @@ pub fn ensure_fresh(
         );
         if let Some(newer) = superseded.filter(|_| force || is_due) {
             return Err(Error::failure(format!(
-                "slot '{}' is not refreshed: Claude Code replaced its credential while the account could not be confirmed, and the newer tokens are in slot '{newer}'; refreshing with the old token could revoke them",
-                slot.name
+                "slot '{}' is not refreshed: {} replaced its credential while the account could not be confirmed, and the newer tokens are in slot '{newer}'; refreshing with the old token could revoke them",
+                slot.name,
+                agent.program()
             ))
             .with_hint(format!(
                 "once online, refresh the newer slot (tokenkeeper refresh {newer}); this slot is then merged with it or freed"

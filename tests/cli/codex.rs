@@ -32,6 +32,23 @@ fn read_auth(env: &Env) -> Value {
     serde_json::from_str(&std::fs::read_to_string(auth_path(env)).unwrap()).unwrap()
 }
 
+/// A Codex login of `name@example.com` on `plan`, added as slot `name` from stdin.
+fn add_slot(env: &Env, openai: &FakeOpenAi, name: &str, plan: &str) -> CodexLogin {
+    let login = openai.issue(&format!("{name}@example.com"), plan);
+    env.cmd(&["add", name, "--agent", "codex", "--from", "stdin"])
+        .stdin(login.auth_json())
+        .ok();
+    login
+}
+
+/// Writes Codex's `config.toml`; returns Codex's home.
+fn write_config(env: &Env, text: &str) -> PathBuf {
+    let codex_home = env.home.join(".codex");
+    std::fs::create_dir_all(&codex_home).unwrap();
+    std::fs::write(codex_home.join("config.toml"), text).unwrap();
+    codex_home
+}
+
 #[test]
 fn a_codex_login_becomes_a_slot_named_after_its_account_with_its_plan() {
     let openai = FakeOpenAi::start();
@@ -70,10 +87,7 @@ fn a_codex_login_becomes_a_slot_named_after_its_account_with_its_plan() {
         .stdout_has("codex: dev (dev@example.com, plus)");
 
     // From stdin and from a file too; an API-key login is a slot without refresh.
-    let other = openai.issue("ops@example.com", "pro");
-    env.cmd(&["add", "ops", "--agent", "codex", "--from", "stdin"])
-        .stdin(other.auth_json())
-        .ok();
+    add_slot(&env, &openai, "ops", "pro");
     env.cmd(&["add", "key", "--agent", "codex", "--from", "stdin"])
         .stdin(r#"{"OPENAI_API_KEY":"sk-proj-PLANTEDkey0123456789","tokens":null}"#)
         .ok();
@@ -93,10 +107,7 @@ fn a_codex_login_becomes_a_slot_named_after_its_account_with_its_plan() {
 fn codex_slots_refresh_once_with_single_use_tokens_and_a_reused_token_means_a_new_login() {
     let openai = FakeOpenAi::start();
     let env = codex_env(&openai);
-    let login = openai.issue("dev@example.com", "plus");
-    env.cmd(&["add", "dev", "--agent", "codex", "--from", "stdin"])
-        .stdin(login.auth_json())
-        .ok();
+    let login = add_slot(&env, &openai, "dev", "plus");
 
     env.cmd(&["refresh", "dev", "--agent", "codex", "--force"])
         .ok()
@@ -208,10 +219,7 @@ fn use_switches_codex_between_accounts_and_keeps_what_codex_refreshed_meanwhile(
 fn codex_usage_reads_the_5_hour_and_weekly_windows_with_the_account_header() {
     let openai = FakeOpenAi::start();
     let env = codex_env(&openai);
-    let dev = openai.issue("dev@example.com", "plus");
-    env.cmd(&["add", "dev", "--agent", "codex", "--from", "stdin"])
-        .stdin(dev.auth_json())
-        .ok();
+    add_slot(&env, &openai, "dev", "plus");
     let usage = env
         .cmd(&["usage", "dev", "--agent", "codex", "--format", "json"])
         .ok()
@@ -284,10 +292,7 @@ fn run_codex(env: &Env, args: &[&str]) -> (bool, String, String) {
 fn a_real_codex_reads_the_login_use_wrote() {
     let openai = FakeOpenAi::start();
     let env = codex_env(&openai);
-    let dev = openai.issue("dev@example.com", "plus");
-    env.cmd(&["add", "dev", "--agent", "codex", "--from", "stdin"])
-        .stdin(dev.auth_json())
-        .ok();
+    add_slot(&env, &openai, "dev", "plus");
     env.cmd(&["add", "key", "--agent", "codex", "--from", "stdin"])
         .stdin(r#"{"OPENAI_API_KEY":"sk-proj-PLANTEDkey0123456789"}"#)
         .ok();
@@ -310,17 +315,8 @@ fn a_real_codex_reads_the_login_use_wrote() {
 fn a_real_codex_under_exec_reaches_the_backend_with_the_real_token_and_holds_only_phantoms() {
     let openai = FakeOpenAi::start();
     let env = codex_env(&openai);
-    let dev = openai.issue("dev@example.com", "plus");
-    env.cmd(&["add", "dev", "--agent", "codex", "--from", "stdin"])
-        .stdin(dev.auth_json())
-        .ok();
-    let codex_home = env.home.join(".codex");
-    std::fs::create_dir_all(&codex_home).unwrap();
-    std::fs::write(
-        codex_home.join("config.toml"),
-        "model_reasoning_effort = \"low\"\n",
-    )
-    .unwrap();
+    let dev = add_slot(&env, &openai, "dev", "plus");
+    let codex_home = write_config(&env, "model_reasoning_effort = \"low\"\n");
 
     let codex = codex_path();
     let out = env
@@ -503,10 +499,7 @@ fn proxy_agent_codex_sends_the_slots_token_and_account_to_the_chatgpt_backend() 
     use crate::support::server::{block_on, http};
     let openai = FakeOpenAi::start();
     let env = codex_env(&openai);
-    let dev = openai.issue("dev@example.com", "plus");
-    env.cmd(&["add", "dev", "--agent", "codex", "--from", "stdin"])
-        .stdin(dev.auth_json())
-        .ok();
+    add_slot(&env, &openai, "dev", "plus");
     let proxy = env
         .cmd(&[
             "proxy",
@@ -553,17 +546,8 @@ fn proxy_agent_codex_sends_the_slots_token_and_account_to_the_chatgpt_backend() 
 fn a_codex_that_keeps_no_login_on_disk_is_told_so_and_slots_still_work() {
     let openai = FakeOpenAi::start();
     let env = codex_env(&openai);
-    let dev = openai.issue("dev@example.com", "plus");
-    env.cmd(&["add", "dev", "--agent", "codex", "--from", "stdin"])
-        .stdin(dev.auth_json())
-        .ok();
-    let codex_home = env.home.join(".codex");
-    std::fs::create_dir_all(&codex_home).unwrap();
-    std::fs::write(
-        codex_home.join("config.toml"),
-        "cli_auth_credentials_store = \"ephemeral\"\n",
-    )
-    .unwrap();
+    let dev = add_slot(&env, &openai, "dev", "plus");
+    write_config(&env, "cli_auth_credentials_store = \"ephemeral\"\n");
     env.cmd(&["use", "dev", "--agent", "codex"])
         .fails(1)
         .stderr_has("cli_auth_credentials_store = \"ephemeral\"")
@@ -584,13 +568,7 @@ fn a_codex_keeping_its_login_in_the_keyring_reads_what_use_wrote_there() {
             "no D-Bus session: run the tests through scripts/test (or scripts/with-keyring)",
         ),
     );
-    let codex_home = env.home.join(".codex");
-    std::fs::create_dir_all(&codex_home).unwrap();
-    std::fs::write(
-        codex_home.join("config.toml"),
-        "cli_auth_credentials_store = \"keyring\"\n",
-    )
-    .unwrap();
+    write_config(&env, "cli_auth_credentials_store = \"keyring\"\n");
     // Codex saves a login in the keyring itself: the Secret Service item and the kernel
     // keyring's copy the keyring crate reads first.
     let mut login = std::process::Command::new(codex_path())
@@ -620,10 +598,7 @@ fn a_codex_keeping_its_login_in_the_keyring_reads_what_use_wrote_there() {
         .stdout_is("sk-proj-PLANTEDcodexA12345\n");
     // ...and writes a ChatGPT login there (the Secret Service item, and the kernel keyring's
     // copy where the system lets one be kept): Codex reads it, and no auth.json appears.
-    let dev = openai.issue("dev@example.com", "plus");
-    env.cmd(&["add", "dev", "--agent", "codex", "--from", "stdin"])
-        .stdin(dev.auth_json())
-        .ok();
+    add_slot(&env, &openai, "dev", "plus");
     env.cmd(&["use", "dev", "--agent", "codex"])
         .ok()
         .stdout_has("Codex's keyring item Codex Auth/cli|");
@@ -682,10 +657,7 @@ fn the_daemon_keeps_codex_slots_fresh_beside_claudes() {
 fn a_lost_refresh_answer_and_an_unreadable_id_token_lose_no_codex_lineage() {
     let openai = FakeOpenAi::start();
     let env = codex_env(&openai);
-    let dev = openai.issue("dev@example.com", "plus");
-    env.cmd(&["add", "dev", "--agent", "codex", "--from", "stdin"])
-        .stdin(dev.auth_json())
-        .ok();
+    let dev = add_slot(&env, &openai, "dev", "plus");
     // OpenAI rotated the token but the answer never arrived: the old token is spent, and the
     // retry with it is refused as reused — the slot says it needs a new login, nothing loops.
     openai.drop_answers_after_rotating(1);
