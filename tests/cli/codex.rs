@@ -166,13 +166,19 @@ fn use_switches_codex_between_accounts_and_keeps_what_codex_refreshed_meanwhile(
     wait_until(10, "the stand-in Codex process", || {
         std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.starts_with(b"codex\0"))
     });
-    env.cmd(&["use", "ops", "--agent", "codex"])
-        .ok()
-        .stdout_has("codex now uses slot 'ops'")
-        .stderr_has("Codex processes already running keep the account they started with")
-        .stderr_has("(running now: pid ")
-        // Other tests may run a Codex too: this one is among those named.
-        .stderr_has(&pid.to_string());
+    let out = env.cmd(&["use", "ops", "--agent", "codex"]).ok();
+    out.stdout_has("codex now uses slot 'ops'")
+        .stderr_has("Codex processes already running keep the account they started with");
+    // Other tests may run a Codex too: this one is among those named.
+    let named: Vec<&str> = out
+        .stderr
+        .split("(running now: pid ")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .unwrap_or_default()
+        .split(", ")
+        .collect();
+    assert!(named.contains(&pid.to_string().as_str()), "{}", out.stderr);
     running.kill().unwrap();
     running.wait().unwrap();
     let live = read_auth(&env);
