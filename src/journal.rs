@@ -108,7 +108,7 @@ impl Entry {
             "the entry's base credential",
         )
         .map_err(|err| err.message().to_string())?;
-        let tokens = crate::provider::interpret(answer)
+        let tokens = crate::agent::provider::interpret(answer)
             .map_err(|why| format!("the provider's answer cannot be used: {why}"))?;
         credential.apply_refresh(&tokens, self.created_at);
         Ok(Resolved {

@@ -10,6 +10,7 @@
 use jiff::Timestamp;
 use tracing::{debug, info};
 
+use crate::agent::identity::Account;
 use crate::agent::{Agent, LoginAccount, Profile};
 
 use crate::agent::Credential;
@@ -18,10 +19,8 @@ use crate::durable::failpoint;
 use crate::error::{Error, Result};
 use crate::journal::{Entry, Journal, Pending, Resolved};
 use crate::lock::FileLock;
-use crate::net;
 use crate::paths::Paths;
 use crate::perms;
-use crate::provider::ProviderError;
 use crate::secret::Secret;
 use crate::store::{self, Backend, Stores};
 use crate::usage::Snapshot;
@@ -440,7 +439,7 @@ impl Keeper {
                 // A refresh by Claude Code and a login to another account look alike; only the
                 // provider can tell whose tokens these are. Offline, Claude Code's login record
                 // can: unchanged since tokenkeeper wrote the live credential, it was a refresh.
-                let profile = identify(&credential, self.now);
+                let profile = agent.identify(&credential, self.now);
                 let unchanged_login = record.login.is_some()
                     && agent.login_key() == record.login
                     && self.catalog.get(&record.slot).is_some();
@@ -452,7 +451,7 @@ impl Keeper {
                         .map(|s| s.id.clone()),
                     None if unchanged_login => {
                         info!(
-                            "Claude Code's login record is unchanged: the new credential is a refresh of the active slot"
+                            "the agent's login record is unchanged: the new credential is a refresh of the active slot"
                         );
                         Some(record.slot.clone())
                     }
@@ -603,7 +602,7 @@ impl Keeper {
             .with_hint(format!("add it with --agent {other}")));
         }
         // The provider's word on the account beats Claude Code's login record.
-        let profile = identify(credential, self.now);
+        let profile = agent.identify(credential, self.now);
         let from_profile = profile.as_ref().map(|p| LoginAccount {
             uuid: p.account_uuid.clone(),
             email: p.email.clone(),
@@ -707,11 +706,7 @@ impl Keeper {
         }
         let credential = self.credential(&slot)?;
         if !agent.accepts(&credential) {
-            return Err(Error::failure(format!(
-                "slot '{}' holds a long-lived setup token, which Claude Code takes from CLAUDE_CODE_OAUTH_TOKEN, not from its credentials file",
-                slot.name
-            ))
-            .with_hint(format!("run Claude Code with it: CLAUDE_CODE_OAUTH_TOKEN=\"$(tokenkeeper get {})\" claude", slot.name)));
+            return Err(agent.cannot_take(&slot.name));
         }
         // A slot whose account is not confirmed since Claude Code superseded it may hold a
         // spent refresh token: Claude Code gets the access token alone, which it uses until it
@@ -1047,7 +1042,10 @@ impl Keeper {
         };
         let same = match slot.account_uuid.as_deref() {
             Some(uuid) => Some(uuid == newer_uuid),
-            None => match account_of(&self.credential(&slot)?, self.now) {
+            None => match Agent::from_name(&slot.agent)
+                .unwrap_or(Agent::Claude)
+                .account_of(&self.credential(&slot)?, self.now)
+            {
                 Account::Known(uuid) => Some(uuid == newer_uuid),
                 Account::Refused => Some(true),
                 Account::Unknown => None,
@@ -1089,31 +1087,6 @@ impl Keeper {
                 Ok(Settled::Merged { from: newer.name })
             }
         }
-    }
-}
-
-/// Whose account a credential's access token is, as far as the provider says.
-enum Account {
-    Known(String),
-    /// The provider refused the token (401/403): revoked, as a refresh revokes its predecessor.
-    Refused,
-    /// Expired, or no answer: nothing can be concluded.
-    Unknown,
-}
-
-fn account_of(credential: &Credential, now: Timestamp) -> Account {
-    if let Some(identity) = credential.codex_identity() {
-        return identity.account_id.map_or(Account::Unknown, Account::Known);
-    }
-    if credential.expires_at().is_some_and(|at| at <= now) {
-        return Account::Unknown;
-    }
-    match ask_profile(credential) {
-        Ok(profile) => profile
-            .account_uuid
-            .map_or(Account::Unknown, Account::Known),
-        Err(ProviderError::Unauthorized(_)) => Account::Refused,
-        Err(_) => Account::Unknown,
     }
 }
 
@@ -1160,45 +1133,5 @@ pub fn read_live_login(agent: Agent, managed: bool) -> Result<LiveLogin> {
         fingerprint,
         account,
         path: live.describe(),
-    })
-}
-
-/// Asks the provider whose account a credential belongs to; `None` when it cannot say (the
-/// token is expired or long-lived, or the provider is unreachable).
-pub fn identify(credential: &Credential, now: Timestamp) -> Option<Profile> {
-    // A Codex login names its account in its own id token: no request needed.
-    if let Some(identity) = credential.codex_identity() {
-        return identity.account_id.clone().map(|uuid| Profile {
-            account_uuid: Some(uuid),
-            email: identity.email,
-            plan: identity.plan,
-            ..Profile::default()
-        });
-    }
-    if credential.expires_at().is_some_and(|at| at <= now)
-        || !credential.scopes().contains(&"user:profile")
-    {
-        return None;
-    }
-    match ask_profile(credential) {
-        Ok(profile) if profile.account_uuid.is_some() => Some(profile),
-        Ok(_) => None,
-        Err(err) => {
-            debug!(error = %err, "could not identify the account");
-            None
-        }
-    }
-}
-
-/// The profile of a credential's account, asked within the answer deadline: callers run under
-/// the state lock, and a provider that hangs must not hold every other command up.
-fn ask_profile(credential: &Credential) -> std::result::Result<Profile, ProviderError> {
-    let token = credential.access_token();
-    let request = net::client().profile(&token);
-    let within = crate::deadline::answer_within().unwrap_or(std::time::Duration::from_secs(5));
-    net::block_on(async { tokio::time::timeout(within, request).await }).unwrap_or_else(|_| {
-        Err(ProviderError::Transient(
-            "the profile endpoint did not answer in time".into(),
-        ))
     })
 }

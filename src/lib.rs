@@ -22,7 +22,6 @@ pub mod net;
 pub mod paths;
 pub mod perms;
 pub mod probe;
-pub mod provider;
 pub mod proxy;
 pub mod ralph;
 pub mod refresh;

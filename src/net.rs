@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::sync::OnceLock;
 
-use crate::provider::Client;
+use crate::agent::claude::provider::Client;
 
 struct Net {
     runtime: tokio::runtime::Runtime,

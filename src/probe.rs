@@ -15,12 +15,12 @@ use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::agent::provider::ProviderError;
 use crate::agent::{Credential, Kind};
 use crate::durable;
 use crate::error::Result;
 use crate::net;
 use crate::paths::Paths;
-use crate::provider::ProviderError;
 use crate::secret::Secret;
 
 pub const ENV_PROBE_TTL: &str = "TOKENKEEPER_PROBE_TTL";
@@ -168,7 +168,7 @@ fn ask(credential: &Credential, how: How) -> std::result::Result<(), ProviderErr
                 How::Profile => client.profile(&token).await.map(|_| ()),
                 How::CountTokens => client.accepts_inference_token(&token).await,
                 How::CodexUsage => crate::agent::Agent::Codex
-                    .read_usage(credential, crate::provider::Retry::Never)
+                    .read_usage(credential, crate::agent::provider::Retry::Never)
                     .await
                     .map(|_| ()),
             }

@@ -7,9 +7,9 @@ use proptest::prelude::*;
 use serde_json::{Map, Value};
 
 use crate::agent::Credential;
+use crate::agent::provider;
 use crate::catalog::Catalog;
 use crate::journal::Entry;
-use crate::provider;
 use crate::refresh::{Policy, due};
 use crate::secret::Secret;
 use crate::usage::Snapshot;

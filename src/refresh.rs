@@ -13,6 +13,7 @@ use tracing::{info, warn};
 
 use crate::agent::Agent;
 
+use crate::agent::provider::ProviderError;
 use crate::agent::{Credential, Kind};
 use crate::catalog::Slot;
 use crate::deadline;
@@ -23,7 +24,6 @@ use crate::keeper::{Keeper, Settled};
 use crate::lock::FileLock;
 use crate::net;
 use crate::paths::Paths;
-use crate::provider::ProviderError;
 use crate::store::Stores;
 
 /// Environment variable overriding the refresh margin (e.g. `10m`, `1h`, `90s`).

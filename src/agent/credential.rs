@@ -421,7 +421,7 @@ impl Credential {
     /// kept when the answer has none), the new expiry and scopes. Every other field stays.
     /// An answer without an access token still carries the lineage: the old access token (dead
     /// since the rotation) stays, marked expired, so the next use refreshes with the new one.
-    pub fn apply_refresh(&mut self, tokens: &crate::provider::Tokens, now: Timestamp) {
+    pub fn apply_refresh(&mut self, tokens: &crate::agent::provider::Tokens, now: Timestamp) {
         if self.shape == Shape::Codex {
             let text = |s: &Option<Secret>| s.as_ref().map(|s| s.expose_secret().to_string());
             let (access, refresh, id) = (
@@ -459,7 +459,7 @@ impl Credential {
                 Value::String(refresh.expose_secret().to_string()),
             );
         }
-        if let Some(at) = crate::provider::expires_at(tokens, now) {
+        if let Some(at) = crate::agent::provider::expires_at(tokens, now) {
             fields.insert("expiresAt".into(), Value::from(at.as_millisecond()));
         }
         if let Some(scopes) = &tokens.scopes {

@@ -33,7 +33,7 @@ impl Agent {
         match self {
             Agent::Claude => Ok(ExecPlan {
                 client_token: random_phantom()?,
-                default_target: crate::provider::Endpoints::from_env().api_url,
+                default_target: crate::agent::claude::provider::Endpoints::from_env().api_url,
                 local_answers: Vec::new(),
                 kind: Kind::Claude,
             }),

@@ -10,7 +10,9 @@ pub mod claude;
 pub mod codex;
 pub mod credential;
 pub mod exec;
+pub mod identity;
 pub mod live;
+pub mod provider;
 
 use std::fmt;
 
@@ -115,7 +117,7 @@ impl Agent {
     ) -> crate::error::Result<Option<Box<dyn std::any::Any>>> {
         match self {
             Agent::Claude => {
-                let lock = crate::lock::claude::ClaudeLock::acquire(
+                let lock = claude::lock::ClaudeLock::acquire(
                     &claude::secure_storage_dir()?,
                     own_dir,
                     wait,
@@ -130,44 +132,40 @@ impl Agent {
     pub async fn refresh(
         self,
         refresh_token: &crate::secret::Secret,
-    ) -> Result<crate::secret::Secret, crate::provider::ProviderError> {
-        let client = crate::net::client();
+    ) -> Result<crate::secret::Secret, provider::ProviderError> {
         match self {
-            Agent::Claude => client.refresh(refresh_token).await,
-            Agent::Codex => codex::provider::refresh(client, refresh_token).await,
+            Agent::Claude => crate::net::client().refresh(refresh_token).await,
+            Agent::Codex => codex::provider::refresh(refresh_token).await,
         }
     }
 
     /// Whether the provider will tell this credential's quota usage (a setup token, scope
     /// `user:inference` only, or an API key cannot).
-    pub fn usage_readable(self, credential: &crate::agent::credential::Credential) -> bool {
+    pub fn usage_readable(self, credential: &Credential) -> bool {
         match self {
             Agent::Claude => {
-                credential.kind() == crate::agent::credential::Kind::Oauth
-                    && credential.scopes().contains(&"user:profile")
+                credential.kind() == Kind::Oauth && credential.scopes().contains(&"user:profile")
             }
-            Agent::Codex => credential.kind() == crate::agent::credential::Kind::Oauth,
+            Agent::Codex => credential.kind() == Kind::Oauth,
         }
     }
 
     /// One reading of the account's quota windows (asks nothing of the quota itself).
     pub async fn read_usage(
         self,
-        credential: &crate::agent::credential::Credential,
-        retry: crate::provider::Retry,
-    ) -> Result<crate::usage::Snapshot, crate::provider::ProviderError> {
-        let client = crate::net::client();
+        credential: &Credential,
+        retry: provider::Retry,
+    ) -> Result<crate::usage::Snapshot, provider::ProviderError> {
         let token = credential.access_token();
         let now = jiff::Timestamp::now;
         match self {
             Agent::Claude => {
-                let value = client.usage(&token, retry).await?;
+                let value = crate::net::client().usage(&token, retry).await?;
                 Ok(crate::usage::Snapshot::parse(&value, now()))
             }
             Agent::Codex => {
                 let account = credential.codex_identity().and_then(|i| i.account_id);
-                let value =
-                    codex::provider::usage(client, &token, account.as_deref(), retry).await?;
+                let value = codex::provider::usage(&token, account.as_deref(), retry).await?;
                 Ok(codex::provider::snapshot(&value, now()))
             }
         }
@@ -194,7 +192,7 @@ impl Agent {
 
     /// Whether the agent reads this credential's shape from its live location (Claude Code
     /// its blob, not a bare setup token; Codex its `auth.json`).
-    pub fn accepts(self, credential: &crate::agent::credential::Credential) -> bool {
+    pub fn accepts(self, credential: &Credential) -> bool {
         match self {
             Agent::Claude => credential.is_claude_blob(),
             Agent::Codex => credential.is_codex(),
@@ -214,10 +212,26 @@ impl Agent {
 
     /// Whether a credential of this shape can be a slot of this agent at all (Claude's blob
     /// or a bare token for Claude, an `auth.json` for Codex).
-    pub fn holds(self, credential: &crate::agent::credential::Credential) -> bool {
+    pub fn holds(self, credential: &Credential) -> bool {
         match self {
             Agent::Claude => !credential.is_codex(),
             Agent::Codex => credential.is_codex(),
+        }
+    }
+
+    /// Why `use` cannot hand slot `slot`'s credential to the agent (see `accepts`).
+    pub fn cannot_take(self, slot: &str) -> crate::error::Error {
+        use crate::error::Error;
+        match self {
+            Agent::Claude => Error::failure(format!(
+                "slot '{slot}' holds a long-lived setup token, which Claude Code takes from CLAUDE_CODE_OAUTH_TOKEN, not from its credentials file"
+            ))
+            .with_hint(format!(
+                "run Claude Code with it: CLAUDE_CODE_OAUTH_TOKEN=\"$(tokenkeeper get {slot})\" claude"
+            )),
+            Agent::Codex => Error::failure(format!(
+                "slot '{slot}' does not hold a Codex login (auth.json)"
+            )),
         }
     }
 

@@ -4,16 +4,13 @@
 //!   (catalog, store, live file) for the length of a command; one per slot makes refreshes of a
 //!   lineage single-flight across tokenkeeper processes. The kernel releases it when the process
 //!   dies, so a crash never leaves one stuck.
-//! - `ClaudeLock` (in `claude`): Claude Code's own refresh lock, so tokenkeeper and Claude Code
-//!   never refresh the live lineage at the same time.
-
-pub mod claude;
+//!
+//! An agent's own refresh lock (Claude Code's lock directories) is its module's: see
+//! `agent::claude::lock`.
 
 use std::fs::File;
 use std::path::Path;
 use std::time::{Duration, Instant};
-
-pub use claude::{CLAUDE_STALE_AFTER, ClaudeLock};
 
 use crate::error::{Error, Result};
 use crate::perms;

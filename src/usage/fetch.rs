@@ -8,11 +8,11 @@ use std::time::Duration;
 use super::Snapshot;
 use crate::agent::Agent;
 use crate::agent::Credential;
+use crate::agent::provider::{ProviderError, Retry};
 use crate::catalog::Slot;
 use crate::error::{Error, Result};
 use crate::net;
 use crate::paths::Paths;
-use crate::provider::{ProviderError, Retry};
 use crate::refresh::{self, Policy};
 
 /// The most one slot's usage reading may take, retries included: a provider that accepts

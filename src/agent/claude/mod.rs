@@ -7,6 +7,9 @@
 //! `.claude.json` (in `$CLAUDE_CONFIG_DIR`, else the home directory) names the account that
 //! last logged in.
 
+pub mod lock;
+pub mod provider;
+
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};

@@ -4,7 +4,7 @@
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
-use crate::provider::{Client, ProviderError, Retry, send, send_raw};
+use crate::agent::provider::{ProviderError, Retry, http_client, send, send_raw, with_retries};
 use crate::secret::Secret;
 use crate::usage::{FIVE_HOUR, SEVEN_DAY, Snapshot, Window};
 
@@ -25,6 +25,12 @@ fn var(name: &str, default: &str) -> String {
         .to_string()
 }
 
+/// The HTTP client for OpenAI, made on first use.
+fn http() -> &'static reqwest::Client {
+    static HTTP: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    HTTP.get_or_init(|| http_client(concat!("tokenkeeper/", env!("CARGO_PKG_VERSION"))))
+}
+
 pub fn oauth_url() -> String {
     var(ENV_OAUTH_URL, DEFAULT_OAUTH_URL)
 }
@@ -35,47 +41,39 @@ pub fn api_url() -> String {
 
 /// Exchanges a refresh token, with the same retries and lost-answer care as Claude's: the
 /// answer comes back raw, to be journalled before it is read.
-pub async fn refresh(client: &Client, refresh_token: &Secret) -> Result<Secret, ProviderError> {
+pub async fn refresh(refresh_token: &Secret) -> Result<Secret, ProviderError> {
     let url = oauth_url();
     let body = json!({
         "client_id": CLIENT_ID,
         "grant_type": "refresh_token",
         "refresh_token": refresh_token.expose_secret(),
     });
-    client
-        .with_retries("codex refresh", Retry::Backoff, || async {
-            send_raw(client.http().post(&url).json(&body)).await
-        })
-        .await
-        .map_err(|err| match err {
-            // A 401 from the token endpoint is OpenAI's "this refresh token is dead".
-            ProviderError::Unauthorized(status) => {
-                ProviderError::NeedsLogin(format!("HTTP {status}"))
-            }
-            other => other,
-        })
+    with_retries("codex refresh", Retry::Backoff, || async {
+        send_raw(http().post(&url).json(&body)).await
+    })
+    .await
+    .map_err(|err| match err {
+        // A 401 from the token endpoint is OpenAI's "this refresh token is dead".
+        ProviderError::Unauthorized(status) => ProviderError::NeedsLogin(format!("HTTP {status}")),
+        other => other,
+    })
 }
 
 /// `GET wham/usage` with the account header Codex sends.
 pub async fn usage(
-    client: &Client,
     access_token: &Secret,
     account_id: Option<&str>,
     retry: Retry,
 ) -> Result<Value, ProviderError> {
     let url = format!("{}/wham/usage", api_url());
-    client
-        .with_retries("codex usage", retry, || {
-            let mut request = client
-                .http()
-                .get(&url)
-                .bearer_auth(access_token.expose_secret());
-            if let Some(account) = account_id {
-                request = request.header("chatgpt-account-id", account);
-            }
-            send(request)
-        })
-        .await
+    with_retries("codex usage", retry, || {
+        let mut request = http().get(&url).bearer_auth(access_token.expose_secret());
+        if let Some(account) = account_id {
+            request = request.header("chatgpt-account-id", account);
+        }
+        send(request)
+    })
+    .await
 }
 
 /// Reads a `wham/usage` answer: `rate_limit.primary_window` and `secondary_window`, each with

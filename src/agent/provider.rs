@@ -1,9 +1,6 @@
-//! HTTP client for Anthropic's OAuth endpoints: token refresh, profile and usage.
-//!
-//! None of these endpoints is documented; every URL, the client id and the User-Agent are
-//! named constants an environment variable overrides. Responses are parsed tolerantly (unknown
-//! fields ignored, optional fields optional). Errors are classified so callers can tell a dead
-//! lineage (a new login is needed) from a passing failure (retry later), and never carry a
+//! What every agent's provider client shares: the HTTP client's timeouts, retries with
+//! backoff, the classification of failures (a dead lineage, a passing failure, an answer that
+//! may have been acted on), and the reading of a token endpoint's answer. Errors never carry a
 //! token: only status codes and the provider's error code are reported.
 
 use std::future::Future;
@@ -11,27 +8,10 @@ use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tracing::{debug, info};
 
-use crate::agent::Profile;
 use crate::secret::Secret;
-
-pub const ENV_OAUTH_URL: &str = "TOKENKEEPER_CLAUDE_OAUTH_URL";
-pub const ENV_API_URL: &str = "TOKENKEEPER_CLAUDE_API_URL";
-pub const ENV_CLIENT_ID: &str = "TOKENKEEPER_CLAUDE_CLIENT_ID";
-pub const ENV_USER_AGENT: &str = "TOKENKEEPER_CLAUDE_USER_AGENT";
-
-pub const DEFAULT_OAUTH_URL: &str = "https://platform.claude.com/v1/oauth/token";
-pub const DEFAULT_API_URL: &str = "https://api.anthropic.com";
-pub const DEFAULT_CLIENT_ID: &str = "9d1c250a-e61b-44d9-88ed-5944d1962f5e";
-/// Some deployments refuse requests without a `claude-cli/…`-style User-Agent.
-pub const DEFAULT_USER_AGENT: &str = concat!(
-    "claude-cli/2.1.330 (external, cli; tokenkeeper/",
-    env!("CARGO_PKG_VERSION"),
-    ")"
-);
-pub const OAUTH_BETA: &str = "oauth-2025-04-20";
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -41,37 +21,6 @@ const BACKOFF: [Duration; 3] = [
     Duration::from_millis(600),
     Duration::from_millis(1500),
 ];
-
-/// The model named in the validity probe's token count (any model the provider knows will do).
-const PROBE_MODEL: &str = "claude-haiku-4-5";
-
-/// Where the provider lives; every field overridable from the environment.
-#[derive(Debug, Clone)]
-pub struct Endpoints {
-    pub oauth_url: String,
-    pub api_url: String,
-    pub client_id: String,
-    pub user_agent: String,
-}
-
-impl Endpoints {
-    pub fn from_env() -> Self {
-        let var = |name: &str, default: &str| {
-            std::env::var(name)
-                .ok()
-                .filter(|v| !v.is_empty())
-                .unwrap_or_else(|| default.to_string())
-        };
-        Self {
-            oauth_url: var(ENV_OAUTH_URL, DEFAULT_OAUTH_URL),
-            api_url: var(ENV_API_URL, DEFAULT_API_URL)
-                .trim_end_matches('/')
-                .to_string(),
-            client_id: var(ENV_CLIENT_ID, DEFAULT_CLIENT_ID),
-            user_agent: var(ENV_USER_AGENT, DEFAULT_USER_AGENT),
-        }
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProviderError {
@@ -132,183 +81,49 @@ pub enum Retry {
     Never,
 }
 
-pub struct Client {
-    http: reqwest::Client,
-    endpoints: Endpoints,
+/// An HTTP client for a provider: its User-Agent, the connect and request timeouts, rustls.
+pub fn http_client(user_agent: &str) -> reqwest::Client {
+    crate::net::install_crypto_provider();
+    reqwest::Client::builder()
+        .user_agent(user_agent.to_string())
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(REQUEST_TIMEOUT)
+        .build()
+        .expect("the HTTP client configuration is valid")
 }
 
-impl Client {
-    pub fn new(endpoints: Endpoints) -> Self {
-        crate::net::install_crypto_provider();
-        let http = reqwest::Client::builder()
-            .user_agent(endpoints.user_agent.clone())
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(REQUEST_TIMEOUT)
-            .build()
-            .expect("the HTTP client configuration is valid");
-        Self { http, endpoints }
-    }
-
-    pub fn from_env() -> Self {
-        Self::new(Endpoints::from_env())
-    }
-
-    /// The HTTP client, for another agent's provider requests (same timeouts and TLS).
-    pub(crate) fn http(&self) -> &reqwest::Client {
-        &self.http
-    }
-
-    /// Exchanges a refresh token for new tokens, retrying transient failures with backoff.
-    /// The refresh token is single-use: after `Ok`, only the answer's tokens are valid. The
-    /// answer comes back as received, for the caller to make durable before reading it
-    /// ([`interpret`]): a reading that fails must not lose the only copy of the new tokens.
-    pub async fn refresh(&self, refresh_token: &Secret) -> Result<Secret, ProviderError> {
-        let body = json!({
-            "grant_type": "refresh_token",
-            "refresh_token": refresh_token.expose_secret(),
-            "client_id": self.endpoints.client_id,
-        });
-        self.with_retries("refresh", Retry::Backoff, || async {
-            send_raw(
-                self.http
-                    .post(&self.endpoints.oauth_url)
-                    .header("anthropic-beta", OAUTH_BETA)
-                    .json(&body),
-            )
-            .await
-        })
-        .await
-        .map_err(|err| match err {
-            // The token endpoint refusing the client outright is as final as invalid_grant.
-            ProviderError::Unauthorized(status) => {
-                ProviderError::NeedsLogin(format!("HTTP {status}"))
+/// Sends a request with `attempt_once`, again after a passing failure when `retry` says so
+/// (0.2, 0.6, 1.5 s). A refusal of the refresh token right after an answer was lost means the
+/// lost answer had rotated it, and says so.
+pub async fn with_retries<T, F: Future<Output = Result<T, ProviderError>>>(
+    what: &str,
+    retry: Retry,
+    attempt_once: impl Fn() -> F,
+) -> Result<T, ProviderError> {
+    let retries = match retry {
+        Retry::Backoff => BACKOFF.len(),
+        Retry::Never => 0,
+    };
+    let mut attempt = 0;
+    let mut lost_before = false;
+    loop {
+        match attempt_once().await {
+            // A refusal right after a lost answer: the lost answer had rotated the token.
+            Err(ProviderError::NeedsLogin(code)) if lost_before => {
+                return Err(ProviderError::NeedsLogin(format!(
+                    "{code}, after an earlier answer was lost: the provider had rotated it"
+                )));
             }
-            other => other,
-        })
-    }
-
-    /// `GET /api/oauth/profile`, tried once: callers use it to enrich what they know and carry
-    /// on without it, so waiting out a backoff would only slow them down.
-    pub async fn profile(&self, access_token: &Secret) -> Result<Profile, ProviderError> {
-        let value = self
-            .api_get("/api/oauth/profile", access_token, Retry::Never)
-            .await?;
-        let text = |v: &Value, key: &str| {
-            v.get(key)
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-        };
-        let account = value.get("account").cloned().unwrap_or(Value::Null);
-        let org = value.get("organization").cloned().unwrap_or(Value::Null);
-        let flag = |key: &str| account.get(key).and_then(Value::as_bool).unwrap_or(false);
-        let plan = if flag("has_claude_max") {
-            Some("max".to_string())
-        } else if flag("has_claude_pro") {
-            Some("pro".to_string())
-        } else {
-            None
-        };
-        Ok(Profile {
-            account_uuid: text(&account, "uuid"),
-            email: text(&account, "email").or_else(|| text(&account, "email_address")),
-            organization_uuid: text(&org, "uuid"),
-            organization_name: text(&org, "name"),
-            rate_limit_tier: text(&org, "rate_limit_tier"),
-            plan,
-        })
-    }
-
-    /// Whether the provider accepts an inference-only token (a setup token cannot read the
-    /// profile): `POST /v1/messages/count_tokens`, which counts a one-character prompt and
-    /// spends no quota. Tried once. A 400 or 404 (a model name the provider no longer knows)
-    /// still means the token got past authentication.
-    pub async fn accepts_inference_token(
-        &self,
-        access_token: &Secret,
-    ) -> Result<(), ProviderError> {
-        let url = format!(
-            "{}/v1/messages/count_tokens?beta=true",
-            self.endpoints.api_url
-        );
-        let body = json!({
-            "model": PROBE_MODEL,
-            "messages": [{"role": "user", "content": "."}],
-        });
-        let sent = send_raw(
-            self.http
-                .post(&url)
-                .bearer_auth(access_token.expose_secret())
-                .header("anthropic-beta", OAUTH_BETA)
-                .header("anthropic-version", "2023-06-01")
-                .json(&body),
-        )
-        .await;
-        match sent {
-            Ok(_) => Ok(()),
-            Err(ProviderError::Transient(why))
-                if why.contains("HTTP 400") || why.contains("HTTP 404") =>
+            Err(err @ (ProviderError::Transient(_) | ProviderError::Lost(_)))
+                if attempt < retries =>
             {
-                Ok(())
+                lost_before |= err.maybe_acted_on();
+                let why = err.to_string();
+                info!(request = what, attempt = attempt + 1, error = %why, "transient failure; retrying");
+                tokio::time::sleep(BACKOFF[attempt]).await;
+                attempt += 1;
             }
-            Err(err) => Err(err),
-        }
-    }
-
-    /// `GET /api/oauth/usage`, as raw JSON for `usage::Snapshot::parse`.
-    pub async fn usage(&self, access_token: &Secret, retry: Retry) -> Result<Value, ProviderError> {
-        self.api_get("/api/oauth/usage", access_token, retry).await
-    }
-
-    async fn api_get(
-        &self,
-        path: &str,
-        access_token: &Secret,
-        retry: Retry,
-    ) -> Result<Value, ProviderError> {
-        let url = format!("{}{path}", self.endpoints.api_url);
-        self.with_retries(path, retry, || {
-            send(
-                self.http
-                    .get(&url)
-                    .bearer_auth(access_token.expose_secret())
-                    .header("anthropic-beta", OAUTH_BETA),
-            )
-        })
-        .await
-    }
-
-    pub(crate) async fn with_retries<T, F: Future<Output = Result<T, ProviderError>>>(
-        &self,
-        what: &str,
-        retry: Retry,
-        attempt_once: impl Fn() -> F,
-    ) -> Result<T, ProviderError> {
-        let retries = match retry {
-            Retry::Backoff => BACKOFF.len(),
-            Retry::Never => 0,
-        };
-        let mut attempt = 0;
-        let mut lost_before = false;
-        loop {
-            match attempt_once().await {
-                // A refusal right after a lost answer: the lost answer had rotated the token.
-                Err(ProviderError::NeedsLogin(code)) if lost_before => {
-                    return Err(ProviderError::NeedsLogin(format!(
-                        "{code}, after an earlier answer was lost: the provider had rotated it"
-                    )));
-                }
-                Err(err @ (ProviderError::Transient(_) | ProviderError::Lost(_)))
-                    if attempt < retries =>
-                {
-                    lost_before |= err.maybe_acted_on();
-                    let why = err.to_string();
-                    info!(request = what, attempt = attempt + 1, error = %why, "transient failure; retrying");
-                    tokio::time::sleep(BACKOFF[attempt]).await;
-                    attempt += 1;
-                }
-                other => return other,
-            }
+            other => return other,
         }
     }
 }

@@ -23,8 +23,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
 
-use super::FileLock;
 use crate::error::{Error, Result};
+use crate::lock::FileLock;
 use crate::perms;
 
 /// A lock directory older than this is abandoned (Claude Code's value).
