@@ -212,7 +212,7 @@ impl Keeper {
         let stored = self.put(&slot, credential);
         failpoint("apply:after-store");
         if let Some(before) = &entry.live_before {
-            let agent = Agent::from_name(&entry.agent).unwrap_or(Agent::Claude);
+            let agent = Agent::from_name(&entry.agent).unwrap_or_default();
             let live = agent.live()?;
             let current = live.read()?.map(|c| c.fingerprint());
             let new = live.fingerprint_of(credential);
@@ -1043,7 +1043,7 @@ impl Keeper {
         let same = match slot.account_uuid.as_deref() {
             Some(uuid) => Some(uuid == newer_uuid),
             None => match Agent::from_name(&slot.agent)
-                .unwrap_or(Agent::Claude)
+                .unwrap_or_default()
                 .account_of(&self.credential(&slot)?, self.now)
             {
                 Account::Known(uuid) => Some(uuid == newer_uuid),

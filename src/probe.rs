@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::agent::provider::ProviderError;
-use crate::agent::{Credential, Kind};
+use crate::agent::{Agent, Credential};
 use crate::durable;
 use crate::error::Result;
 use crate::net;
@@ -84,7 +84,7 @@ pub fn ttl() -> Result<SignedDuration> {
 
 /// Probes `credential`'s access token, answering from the cache when a definite answer is
 /// younger than the TTL (unless `fresh`).
-pub fn probe(paths: &Paths, credential: &Credential, fresh: bool) -> Result<Probe> {
+pub fn probe(paths: &Paths, agent: Agent, credential: &Credential, fresh: bool) -> Result<Probe> {
     let token = credential.access_token();
     let key = cache_key(&token);
     let now = Timestamp::now();
@@ -101,14 +101,8 @@ pub fn probe(paths: &Paths, credential: &Credential, fresh: bool) -> Result<Prob
         hit.cached = true;
         return Ok(hit);
     }
-    let how = if credential.is_codex() {
-        How::CodexUsage
-    } else if credential.kind() == Kind::Oauth || credential.scopes().contains(&"user:profile") {
-        How::Profile
-    } else {
-        How::CountTokens
-    };
-    let verdict = match ask(credential, how) {
+    let (how, answer) = ask(agent, credential);
+    let verdict = match answer {
         Ok(()) => Verdict::Valid,
         Err(ProviderError::Unauthorized(status)) => Verdict::Refused { status },
         Err(other) => Verdict::Unknown {
@@ -117,7 +111,7 @@ pub fn probe(paths: &Paths, credential: &Credential, fresh: bool) -> Result<Prob
     };
     let probe = Probe {
         verdict,
-        how: how.name().to_string(),
+        how: how.to_string(),
         checked_at: now,
         cached: false,
     };
@@ -137,48 +131,22 @@ pub fn forget(paths: &Paths) -> Result<()> {
     durable::remove(&cache_file(paths)).map(|_| ())
 }
 
-/// Which free request asks the provider.
-#[derive(Clone, Copy)]
-enum How {
-    /// Claude's profile endpoint (full-scope tokens).
-    Profile,
-    /// Claude's token count (inference-only setup tokens).
-    CountTokens,
-    /// The ChatGPT backend's usage reading (Codex logins).
-    CodexUsage,
-}
-
-impl How {
-    fn name(self) -> &'static str {
-        match self {
-            How::Profile => "profile",
-            How::CountTokens => "count-tokens",
-            How::CodexUsage => "usage",
-        }
-    }
-}
-
-fn ask(credential: &Credential, how: How) -> std::result::Result<(), ProviderError> {
-    let client = net::client();
-    let token = credential.access_token();
+fn ask(
+    agent: Agent,
+    credential: &Credential,
+) -> (&'static str, std::result::Result<(), ProviderError>) {
     let within = crate::deadline::answer_within().unwrap_or(Duration::from_secs(5));
-    let answer = net::block_on(async {
-        tokio::time::timeout(within, async {
-            match how {
-                How::Profile => client.profile(&token).await.map(|_| ()),
-                How::CountTokens => client.accepts_inference_token(&token).await,
-                How::CodexUsage => crate::agent::Agent::Codex
-                    .read_usage(credential, crate::agent::provider::Retry::Never)
-                    .await
-                    .map(|_| ()),
-            }
-        })
-        .await
-    });
-    answer.unwrap_or_else(|_| {
-        Err(ProviderError::Transient(
-            "the provider did not answer in time".into(),
-        ))
+    net::block_on(async {
+        let check = agent.check_token(credential);
+        match tokio::time::timeout(within, check).await {
+            Ok(answer) => answer,
+            Err(_) => (
+                "timeout",
+                Err(ProviderError::Transient(
+                    "the provider did not answer in time".into(),
+                )),
+            ),
+        }
     })
 }
 

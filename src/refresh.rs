@@ -538,19 +538,11 @@ fn needs_login_error(slot: &Slot, code: &str) -> Error {
     .with_hint(login_again(slot))
 }
 
-/// `log in again with `claude` (/login), then run: tokenkeeper add NAME`, for the slot's agent.
+/// What to do about a dead login, for the slot's agent.
 fn login_again(slot: &Slot) -> String {
-    match Agent::from_name(&slot.agent) {
-        Some(Agent::Claude) | None => format!(
-            "log in again with `claude` (/login), then run: tokenkeeper add {}",
-            slot.name
-        ),
-        Some(agent) => format!(
-            "{}, then run: tokenkeeper add {} --agent {agent}",
-            agent.login_hint(),
-            slot.name
-        ),
-    }
+    Agent::from_name(&slot.agent)
+        .unwrap_or_default()
+        .login_again(&slot.name)
 }
 
 #[cfg(test)]

@@ -32,10 +32,12 @@ pub struct Profile {
     pub plan: Option<String>,
 }
 
-/// An agent whose slots tokenkeeper manages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+/// An agent whose slots tokenkeeper manages. The default is the one commands work on when
+/// `--agent` is not given (and the one a catalog entry of an unknown agent is read as).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Agent {
     /// Anthropic's Claude Code.
+    #[default]
     Claude,
     /// OpenAI's Codex CLI.
     Codex,
@@ -232,6 +234,49 @@ impl Agent {
             Agent::Codex => Error::failure(format!(
                 "slot '{slot}' does not hold a Codex login (auth.json)"
             )),
+        }
+    }
+
+    /// What to do when a slot's login is dead: log in with the agent, then add it again.
+    pub fn login_again(self, slot: &str) -> String {
+        match self {
+            Agent::Claude => {
+                format!("log in again with `claude` (/login), then run: tokenkeeper add {slot}")
+            }
+            Agent::Codex => format!(
+                "{}, then run: tokenkeeper add {slot} --agent {self}",
+                self.login_hint()
+            ),
+        }
+    }
+
+    /// Asks the provider, in a way that spends no quota, whether it still takes the
+    /// credential's token; the name of the request, and the answer.
+    pub async fn check_token(
+        self,
+        credential: &Credential,
+    ) -> (&'static str, Result<(), provider::ProviderError>) {
+        let token = credential.access_token();
+        match self {
+            Agent::Codex => (
+                "usage",
+                self.read_usage(credential, provider::Retry::Never)
+                    .await
+                    .map(|_| ()),
+            ),
+            Agent::Claude
+                if credential.kind() == Kind::Oauth
+                    || credential.scopes().contains(&"user:profile") =>
+            {
+                (
+                    "profile",
+                    crate::net::client().profile(&token).await.map(|_| ()),
+                )
+            }
+            Agent::Claude => (
+                "count-tokens",
+                crate::net::client().accepts_inference_token(&token).await,
+            ),
         }
     }
 

@@ -786,7 +786,12 @@ fn check_slot(
             .slot(name);
         return;
     }
-    let probe = match probe::probe(paths, &credential, args.fresh) {
+    let probe = match probe::probe(
+        paths,
+        Agent::from_name(&slot.agent).unwrap_or_default(),
+        &credential,
+        args.fresh,
+    ) {
         Ok(probe) => probe,
         Err(err) => {
             report

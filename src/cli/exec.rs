@@ -148,7 +148,12 @@ pub fn run(args: Args, paths: &Paths) -> Result<u8> {
 /// token revoked or rotated elsewhere stops here rather than as a 401 inside the agent's
 /// session. No answer (offline) is only a warning.
 pub(super) fn probe_before_launch(paths: &Paths, fresh: &refresh::Fresh) -> Result<()> {
-    let probe = crate::probe::probe(paths, &fresh.credential, false)?;
+    let probe = crate::probe::probe(
+        paths,
+        crate::agent::Agent::from_name(&fresh.slot.agent).unwrap_or_default(),
+        &fresh.credential,
+        false,
+    )?;
     match probe.verdict {
         crate::probe::Verdict::Valid => Ok(()),
         crate::probe::Verdict::Refused { status } => {

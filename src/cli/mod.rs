@@ -146,7 +146,7 @@ pub enum Command {
 #[derive(Debug, clap::Args)]
 pub struct AgentArg {
     /// The coding agent whose slots to work on.
-    #[arg(long, value_enum, default_value_t = Agent::Claude)]
+    #[arg(long, value_enum, default_value_t = Agent::default())]
     pub agent: Agent,
 }
 

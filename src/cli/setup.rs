@@ -250,7 +250,7 @@ fn capture(paths: &Paths) -> Result<Credential> {
         .with_hint("run it again; if the terminal is very narrow, widen it"));
     }
     let credential = Credential::from_bare_token(token, Timestamp::now() + BARE_TOKEN_LIFETIME);
-    let probe = probe::probe(paths, &credential, true)?;
+    let probe = probe::probe(paths, crate::agent::Agent::Claude, &credential, true)?;
     match probe.verdict {
         Verdict::Valid => Ok(credential),
         Verdict::Refused { status } => Err(Error::failure(format!(

@@ -180,7 +180,7 @@ impl Daemon {
                             &self
                                 .options
                                 .policy
-                                .for_agent(Agent::from_name(&s.agent).unwrap_or(Agent::Claude)),
+                                .for_agent(Agent::from_name(&s.agent).unwrap_or_default()),
                         ) {
                             Due::No(wait) => wait,
                             _ => jiff::SignedDuration::ZERO,

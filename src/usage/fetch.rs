@@ -31,7 +31,7 @@ pub enum Eligibility {
 }
 
 pub fn eligibility(slot: &Slot, credential: &Credential) -> Eligibility {
-    let agent = Agent::from_name(&slot.agent).unwrap_or(Agent::Claude);
+    let agent = Agent::from_name(&slot.agent).unwrap_or_default();
     if slot.needs_login.is_some() {
         Eligibility::NeedsLogin
     } else if !agent.usage_readable(credential) {
