@@ -101,7 +101,7 @@ pub fn run(args: Args, paths: &Paths, format: Format) -> Result<u8> {
             .map(|(slot, result)| match result {
                 SlotUsage::Snapshot(snap) => json!({
                     "slot": slot.name, "email": slot.email, "status": "ok",
-                    "taken_at": snap.taken_at, "windows": snap.windows,
+                    "taken_at": snap.taken_at, "windows": snap.windows, "credits": snap.credits,
                 }),
                 SlotUsage::Unavailable => json!({
                     "slot": slot.name, "email": slot.email, "status": "unavailable",
@@ -173,6 +173,9 @@ fn render(slot: &Slot, snap: &Snapshot, now: Timestamp) -> String {
             }
         });
         lines.push(format!("{label}{shown}{resets}"));
+    }
+    if let Some(credits) = &snap.credits {
+        lines.push(format!("  {:<14} {credits}", "credits"));
     }
     lines.join("\n")
 }

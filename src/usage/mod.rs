@@ -31,6 +31,10 @@ pub const SEVEN_DAY: &str = "seven_day";
 pub struct Snapshot {
     pub taken_at: Timestamp,
     pub windows: Vec<Window>,
+    /// Credits beyond the windows, when the provider reports them (Codex): `unlimited`, or
+    /// the balance as the provider writes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credits: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -69,7 +73,11 @@ impl Snapshot {
                 None => windows.push(window),
             }
         }
-        Self { taken_at, windows }
+        Self {
+            taken_at,
+            windows,
+            credits: None,
+        }
     }
 
     pub fn window(&self, id: &str) -> Option<&Window> {

@@ -236,10 +236,12 @@ fn codex_usage_reads_the_5_hour_and_weekly_windows_with_the_account_header() {
     assert!(text.contains("\"percent\":37"), "{text}");
     assert!(text.contains("\"percent\":12"), "{text}");
     assert_eq!(openai.last_usage_account().as_deref(), Some("acct-dev"));
+    assert_eq!(usage[0]["credits"], "12.50");
     env.cmd(&["usage", "dev", "--agent", "codex"])
         .ok()
         .stdout_has("5-hour")
-        .stdout_has("7-day");
+        .stdout_has("7-day")
+        .stdout_has("credits        12.50");
     // list shows the reading.
     env.cmd(&["list", "--agent", "codex"])
         .ok()

@@ -338,7 +338,7 @@ async fn usage(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap) -> Re
             "primary_window": {"used_percent": 37, "limit_window_seconds": 18000, "reset_after_seconds": 3600, "reset_at": reset},
             "secondary_window": {"used_percent": 12, "limit_window_seconds": 604800, "reset_after_seconds": 86400, "reset_at": reset + 86_400},
         },
-        "credits": {"has_credits": false, "unlimited": false, "balance": "0"},
+        "credits": {"has_credits": true, "unlimited": false, "balance": "12.50"},
     }))
     .into_response()
 }

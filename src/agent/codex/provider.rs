@@ -113,7 +113,25 @@ pub fn snapshot(value: &Value, taken_at: Timestamp) -> Snapshot {
             });
         }
     }
-    Snapshot { taken_at, windows }
+    // `credits`: {"has_credits", "unlimited", "balance"}; shown only when there are some.
+    let credits = value.get("credits").and_then(|c| {
+        if c.get("unlimited").and_then(Value::as_bool) == Some(true) {
+            return Some("unlimited".to_string());
+        }
+        if c.get("has_credits").and_then(Value::as_bool) != Some(true) {
+            return None;
+        }
+        match c.get("balance")? {
+            Value::String(text) => Some(text.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        }
+    });
+    Snapshot {
+        taken_at,
+        windows,
+        credits,
+    }
 }
 
 #[cfg(test)]
@@ -137,6 +155,18 @@ mod tests {
             1_800_003_600
         );
         assert_eq!(snap.window(SEVEN_DAY).unwrap().percent, Some(7.5));
+        assert_eq!(snap.credits, None);
+        let with_credits =
+            json!({"credits": {"has_credits": true, "unlimited": false, "balance": "12.50"}});
+        assert_eq!(
+            snapshot(&with_credits, at).credits.as_deref(),
+            Some("12.50")
+        );
+        let unlimited = json!({"credits": {"has_credits": true, "unlimited": true}});
+        assert_eq!(
+            snapshot(&unlimited, at).credits.as_deref(),
+            Some("unlimited")
+        );
         assert!(
             snapshot(&json!({"rate_limit": null}), at)
                 .windows
