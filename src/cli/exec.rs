@@ -21,7 +21,7 @@ use super::proxy::{AuthArgs, UpstreamArgs};
 use crate::error::{Error, Result};
 use crate::paths::Paths;
 use crate::proxy::{self, Proxy, SlotTokens, Target, TokenSource};
-use crate::refresh::{self, Policy};
+use crate::refresh;
 
 /// How long the private proxy lets streams finish once the command has exited.
 const GRACE: Duration = Duration::from_secs(2);
@@ -86,10 +86,7 @@ pub fn run(args: Args, paths: &Paths) -> Result<u8> {
     }
 
     if args.env {
-        let policy = Policy::from_env()?;
-        let fresh = refresh::ensure_fresh(paths, agent, args.slot.as_deref(), false, &policy)?
-            .unexpired()?;
-        super::output::warn_expiry(&fresh.slot);
+        let fresh = super::usable_token(paths, agent, args.slot.as_deref())?;
         if !args.no_probe {
             probe_before_launch(paths, &fresh)?;
         }
@@ -101,15 +98,7 @@ pub fn run(args: Args, paths: &Paths) -> Result<u8> {
         return supervise(command, &args.command[0]);
     }
 
-    let fresh = refresh::ensure_fresh(
-        paths,
-        agent,
-        args.slot.as_deref(),
-        false,
-        &Policy::from_env()?,
-    )?
-    .unexpired()?;
-    super::output::warn_expiry(&fresh.slot);
+    let fresh = super::usable_token(paths, agent, args.slot.as_deref())?;
     if !args.no_probe {
         probe_before_launch(paths, &fresh)?;
     }

@@ -6,7 +6,6 @@ use super::AgentArg;
 use super::output::{self, Format};
 use crate::error::Result;
 use crate::paths::Paths;
-use crate::refresh::{self, Policy};
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
@@ -25,10 +24,7 @@ pub struct Args {
 
 pub fn run(args: Args, paths: &Paths, format: Format) -> Result<u8> {
     let agent = args.agent.agent;
-    let policy = Policy::from_env()?;
-    let fresh =
-        refresh::ensure_fresh(paths, agent, args.slot.as_deref(), false, &policy)?.unexpired()?;
-    output::warn_expiry(&fresh.slot);
+    let fresh = super::usable_token(paths, agent, args.slot.as_deref())?;
     let (slot, credential) = (fresh.slot, fresh.credential);
     let token = credential.access_token();
     if format == Format::Json {

@@ -12,7 +12,6 @@ use crate::error::{Error, Result};
 use crate::github::{self, Put, Target};
 use crate::keeper::Keeper;
 use crate::paths::Paths;
-use crate::refresh::{self, Policy};
 use crate::secret::Secret;
 
 /// The secret names, by what they hold (update_claude_secrets' mapping for an OAuth slot).
@@ -76,15 +75,7 @@ pub fn run(args: Args, paths: &Paths, format: Format) -> Result<u8> {
     let agent = args.agent.agent;
     let target = Target::parse(&args.repo, args.environment.clone())?;
     let renames = parse_renames(&args.names)?;
-    let fresh = refresh::ensure_fresh(
-        paths,
-        agent,
-        args.slot.as_deref(),
-        false,
-        &Policy::from_env()?,
-    )?
-    .unexpired()?;
-    output::warn_expiry(&fresh.slot);
+    let fresh = super::usable_token(paths, agent, args.slot.as_deref())?;
     let (slot, credential) = (fresh.slot, fresh.credential);
 
     let mut values: Vec<(&'static str, Secret)> = Vec::new();

@@ -237,6 +237,20 @@ pub fn slot_completer() -> clap_complete::engine::ArgValueCompleter {
     })
 }
 
+/// A slot's token about to be handed out: refreshed when due, refused when it has expired
+/// anyway, and warned about on stderr when its end is near.
+fn usable_token(
+    paths: &Paths,
+    agent: Agent,
+    selector: Option<&str>,
+) -> Result<crate::refresh::Fresh> {
+    let policy = crate::refresh::Policy::from_env()?;
+    let fresh =
+        crate::refresh::ensure_fresh(paths, agent, selector, false, &policy)?.unexpired()?;
+    output::warn_expiry(&fresh.slot);
+    Ok(fresh)
+}
+
 /// Parses a duration argument: `30s`, `5m`, `1h 30m`, or plain seconds.
 fn duration(text: &str) -> std::result::Result<std::time::Duration, String> {
     crate::refresh::parse_duration(text)
