@@ -728,3 +728,45 @@ fn a_lost_refresh_answer_and_an_unreadable_id_token_lose_no_codex_lineage() {
         .stderr_has("add it with --agent codex");
     assert_eq!(env.slot_count(), before);
 }
+
+#[test]
+fn a_codex_token_refused_mid_session_is_refreshed_once_by_the_proxy_and_the_turn_goes_through() {
+    let openai = FakeOpenAi::start();
+    let env = codex_env(&openai);
+    let dev = add_slot(&env, &openai, "dev", "plus");
+    write_config(&env, "model_reasoning_effort = \"low\"\n");
+    // Revoked server-side before the session: the first turn meets a 401.
+    openai.kill_access(&dev.access);
+    let codex = codex_path();
+    let out = env
+        .cmd(&[
+            "exec",
+            "dev",
+            "--agent",
+            "codex",
+            "--no-probe",
+            "--",
+            &codex,
+            "exec",
+            "--skip-git-repo-check",
+            "say hello",
+        ])
+        .run();
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("HELLO-FROM-FAKE-OPENAI"),
+        "{}",
+        out.stdout
+    );
+    // One refresh for the whole session, however many requests met the 401.
+    assert_eq!(openai.refreshes_served(), 1);
+    let stored: Value = serde_json::from_str(&env.stored_text("dev")).unwrap();
+    let renewed = stored["tokens"]["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let turns = openai.turns();
+    assert_eq!(turns.first().unwrap().0, format!("Bearer {}", dev.access));
+    assert_eq!(turns.last().unwrap().0, format!("Bearer {renewed}"));
+    out.hides(&renewed).hides(&dev.refresh);
+}

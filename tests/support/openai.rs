@@ -212,6 +212,12 @@ impl FakeOpenAi {
         Some(inner.mint(family))
     }
 
+    /// Makes an access token unusable (401) while its family and refresh token stay alive, as
+    /// a token revoked server-side looks.
+    pub fn kill_access(&self, access: &str) {
+        self.inner.lock().unwrap().access.remove(access);
+    }
+
     /// The next `n` refreshes rotate the token and then lose the answer.
     pub fn drop_answers_after_rotating(&self, n: usize) {
         self.inner.lock().unwrap().drop_after_rotate = n;
