@@ -4,6 +4,8 @@
 //! login's credential is printed too, or with `--logins N` that many are written to
 //! `DIR/login-<i>.json` for `tokenkeeper add NAME --from file …`.
 
+#[path = "../tests/support/lineage.rs"]
+mod lineage;
 #[path = "../tests/support/provider.rs"]
 mod provider;
 

@@ -5,6 +5,7 @@
 
 pub mod github;
 pub mod keychain;
+pub mod lineage;
 pub mod openai;
 pub mod openbao;
 pub mod provider;

@@ -19,6 +19,8 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 
+use super::lineage::{Ledger, Refused};
+
 pub const CODEX_CLIENT_ID: &str = "app_EMoamEEZ73f0CkXaXp7hrann";
 
 /// One Codex login as the provider issued it.
@@ -61,13 +63,12 @@ struct Family {
     email: String,
     plan: String,
     account_id: String,
-    current_refresh: String,
-    revoked: bool,
 }
 
 struct Inner {
     families: Vec<Family>,
-    refresh_family: HashMap<String, usize>,
+    /// The refresh tokens of every family.
+    ledger: Ledger,
     /// Live access tokens → family.
     access: HashMap<String, usize>,
     counter: u64,
@@ -118,24 +119,21 @@ impl Inner {
         };
         self.access.retain(|_, fam| *fam != family);
         self.access.insert(access, family);
-        self.refresh_family.insert(refresh.clone(), family);
-        self.families[family].current_refresh = refresh;
+        self.ledger.issue(family, &refresh);
         login
     }
 
+    /// Spends a refresh token; OpenAI's error code when it is not taken.
     fn rotate(&mut self, refresh: &str) -> Result<usize, &'static str> {
-        let Some(&family) = self.refresh_family.get(refresh) else {
-            return Err("refresh_token_invalidated");
-        };
-        if self.families[family].revoked {
-            return Err("refresh_token_invalidated");
-        }
-        if self.families[family].current_refresh != refresh {
-            self.families[family].revoked = true;
-            self.access.retain(|_, fam| *fam != family);
-            return Err("refresh_token_reused");
-        }
-        Ok(family)
+        self.ledger
+            .rotate(refresh)
+            .map_err(|refused| match refused {
+                Refused::Unknown | Refused::Revoked => "refresh_token_invalidated",
+                Refused::Reused { family } => {
+                    self.access.retain(|_, fam| *fam != family);
+                    "refresh_token_reused"
+                }
+            })
     }
 }
 
@@ -143,7 +141,7 @@ impl FakeOpenAi {
     pub fn start() -> Self {
         let inner = Arc::new(Mutex::new(Inner {
             families: Vec::new(),
-            refresh_family: HashMap::new(),
+            ledger: Ledger::default(),
             access: HashMap::new(),
             counter: 0,
             access_lifetime_secs: 8 * 86_400,
@@ -187,13 +185,11 @@ impl FakeOpenAi {
     /// A new login of `email` on `plan`.
     pub fn issue(&self, email: &str, plan: &str) -> CodexLogin {
         let mut inner = self.inner.lock().unwrap();
-        let family = inner.families.len();
+        let family = inner.ledger.new_family();
         inner.families.push(Family {
             email: email.to_string(),
             plan: plan.to_string(),
             account_id: format!("acct-{}", email.split('@').next().unwrap()),
-            current_refresh: String::new(),
-            revoked: false,
         });
         inner.mint(family)
     }
@@ -232,18 +228,11 @@ impl FakeOpenAi {
     }
 
     pub fn is_current(&self, refresh: &str) -> bool {
-        let inner = self.inner.lock().unwrap();
-        inner.refresh_family.get(refresh).is_some_and(|&f| {
-            !inner.families[f].revoked && inner.families[f].current_refresh == refresh
-        })
+        self.inner.lock().unwrap().ledger.is_current(refresh)
     }
 
     pub fn family_revoked(&self, refresh: &str) -> bool {
-        let inner = self.inner.lock().unwrap();
-        inner
-            .refresh_family
-            .get(refresh)
-            .is_some_and(|&f| inner.families[f].revoked)
+        self.inner.lock().unwrap().ledger.family_revoked(refresh)
     }
 
     pub fn usage_calls(&self) -> usize {

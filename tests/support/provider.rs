@@ -31,6 +31,8 @@ use axum::serve::Listener;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+
+use super::lineage::{Ledger, Refused};
 use tokio::sync::Semaphore;
 
 pub const CLIENT_ID: &str = "9d1c250a-e61b-44d9-88ed-5944d1962f5e";
@@ -72,8 +74,6 @@ pub struct Issued {
 struct Family {
     account_uuid: String,
     email: String,
-    current_refresh: String,
-    revoked: bool,
 }
 
 struct AccessInfo {
@@ -86,7 +86,8 @@ struct AccessInfo {
 struct Inner {
     families: Vec<Family>,
     /// Every refresh token ever issued → its family.
-    refresh_family: HashMap<String, usize>,
+    /// The refresh tokens of every family.
+    ledger: Ledger,
     /// Live access tokens (a refresh removes the family's previous one).
     access: HashMap<String, AccessInfo>,
     access_lifetime: Duration,
@@ -143,7 +144,7 @@ impl FakeProvider {
     fn fresh_state() -> Arc<Mutex<Inner>> {
         Arc::new(Mutex::new(Inner {
             families: Vec::new(),
-            refresh_family: HashMap::new(),
+            ledger: Ledger::default(),
             access: HashMap::new(),
             access_lifetime: Duration::from_secs(8 * 3600),
             counter: 0,
@@ -244,12 +245,11 @@ impl FakeProvider {
 
     fn issue_with_expiry(&self, email: &str, expires_at_ms: Option<i64>) -> Issued {
         let mut inner = self.inner.lock().unwrap();
-        let family = inner.families.len();
+        let family = inner.ledger.new_family();
         let account_uuid = format!("uuid-{}", email.split('@').next().unwrap());
         inner.families.push(Family {
             account_uuid: account_uuid.clone(),
             email: email.to_string(),
-            ..Family::default()
         });
         let (access, refresh, expires) = inner.mint(family);
         let expires = expires_at_ms.unwrap_or(expires);
@@ -298,25 +298,17 @@ impl FakeProvider {
 
     /// Whether `refresh` is its family's current (unspent) token and the family is alive.
     pub fn is_current(&self, refresh: &str) -> bool {
-        let inner = self.inner.lock().unwrap();
-        inner.refresh_family.get(refresh).is_some_and(|&f| {
-            !inner.families[f].revoked && inner.families[f].current_refresh == refresh
-        })
+        self.inner.lock().unwrap().ledger.is_current(refresh)
     }
 
     pub fn family_revoked(&self, refresh: &str) -> bool {
-        let inner = self.inner.lock().unwrap();
-        inner
-            .refresh_family
-            .get(refresh)
-            .is_some_and(|&f| inner.families[f].revoked)
+        self.inner.lock().unwrap().ledger.family_revoked(refresh)
     }
 
     /// Revokes the family of `refresh`, as a logout elsewhere or a detected replay would.
     pub fn revoke(&self, refresh: &str) {
         let mut inner = self.inner.lock().unwrap();
-        if let Some(&f) = inner.refresh_family.get(refresh) {
-            inner.families[f].revoked = true;
+        if let Some(f) = inner.ledger.revoke(refresh) {
             inner.access.retain(|_, a| a.family != f);
         }
     }
@@ -402,11 +394,10 @@ impl FakeProvider {
     /// scope `user:inference` only: profile and usage answer 403).
     pub fn issue_setup_token(&self, email: &str) -> String {
         let mut inner = self.inner.lock().unwrap();
-        let family = inner.families.len();
+        let family = inner.ledger.new_family();
         inner.families.push(Family {
             account_uuid: format!("uuid-{}", email.split('@').next().unwrap()),
             email: email.to_string(),
-            ..Family::default()
         });
         inner.counter += 1;
         let head = format!("sk-ant-oat01-setup{family}n{}-PLANTED-", inner.counter);
@@ -455,25 +446,23 @@ impl Inner {
                 inference_only: false,
             },
         );
-        self.refresh_family.insert(refresh.clone(), family);
-        self.families[family].current_refresh = refresh.clone();
+        self.ledger.issue(family, &refresh);
         (access, refresh, expires)
     }
 
     /// Spends a refresh token: Ok(family) if it was current; a replay revokes the family.
     fn rotate(&mut self, refresh: &str) -> Result<usize, &'static str> {
-        let Some(&family) = self.refresh_family.get(refresh) else {
-            return Err("unknown refresh token");
-        };
-        if self.families[family].revoked {
-            return Err("refresh token revoked");
-        }
-        if self.families[family].current_refresh != refresh {
-            self.families[family].revoked = true;
-            self.access.retain(|_, a| a.family != family);
-            return Err("refresh token reused; family revoked");
-        }
-        Ok(family)
+        self.ledger
+            .rotate(refresh)
+            .map_err(|refused| match refused {
+                Refused::Unknown => "unknown refresh token",
+                Refused::Revoked => "refresh token revoked",
+                Refused::Reused { family } => {
+                    // The replay revoked the family: its access tokens die with it.
+                    self.access.retain(|_, a| a.family != family);
+                    "refresh token reused; family revoked"
+                }
+            })
     }
 
     /// Whether the request's bearer token is a live setup token (inference scope only).
