@@ -1,38 +1,26 @@
-//! The network context: one tokio runtime and one provider client per process, built on first
-//! use so commands that never touch the network (most of them, most of the time) pay nothing.
+//! The network context: one tokio runtime per process, built on first use so commands that
+//! never touch the network (most of them, most of the time) pay nothing. Each agent's provider
+//! client lives with its agent.
 
 use std::future::Future;
 use std::sync::OnceLock;
 
-use crate::agent::claude::provider::Client;
+static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
 
-struct Net {
-    runtime: tokio::runtime::Runtime,
-    client: Client,
-}
-
-static NET: OnceLock<Net> = OnceLock::new();
-
-fn net() -> &'static Net {
-    NET.get_or_init(|| Net {
+fn runtime() -> &'static tokio::runtime::Runtime {
+    RUNTIME.get_or_init(|| {
         // Multi-threaded so that several threads can each block on a request at once.
-        runtime: tokio::runtime::Builder::new_multi_thread()
+        tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
-            .expect("a tokio runtime starts"),
-        client: Client::from_env(),
+            .expect("a tokio runtime starts")
     })
-}
-
-/// The provider client, configured from the environment.
-pub fn client() -> &'static Client {
-    &net().client
 }
 
 /// Runs a future to completion from synchronous code.
 pub fn block_on<F: Future>(future: F) -> F::Output {
-    net().runtime.block_on(future)
+    runtime().block_on(future)
 }
 
 /// Makes ring rustls's process-wide crypto provider, which reqwest's clients need. Installing

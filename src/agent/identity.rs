@@ -67,7 +67,7 @@ impl Agent {
 /// under the state lock, and a provider that hangs must not hold every other command up.
 fn ask_profile(credential: &Credential) -> Result<Profile, ProviderError> {
     let token = credential.access_token();
-    let request = net::client().profile(&token);
+    let request = crate::agent::claude::provider::client().profile(&token);
     let within = crate::deadline::answer_within().unwrap_or(std::time::Duration::from_secs(5));
     net::block_on(async { tokio::time::timeout(within, request).await }).unwrap_or_else(|_| {
         Err(ProviderError::Transient(

@@ -136,7 +136,7 @@ impl Agent {
         refresh_token: &crate::secret::Secret,
     ) -> Result<crate::secret::Secret, provider::ProviderError> {
         match self {
-            Agent::Claude => crate::net::client().refresh(refresh_token).await,
+            Agent::Claude => claude::provider::client().refresh(refresh_token).await,
             Agent::Codex => codex::provider::refresh(refresh_token).await,
         }
     }
@@ -162,7 +162,7 @@ impl Agent {
         let now = jiff::Timestamp::now;
         match self {
             Agent::Claude => {
-                let value = crate::net::client().usage(&token, retry).await?;
+                let value = claude::provider::client().usage(&token, retry).await?;
                 Ok(crate::usage::Snapshot::parse(&value, now()))
             }
             Agent::Codex => {
@@ -270,12 +270,14 @@ impl Agent {
             {
                 (
                     "profile",
-                    crate::net::client().profile(&token).await.map(|_| ()),
+                    claude::provider::client().profile(&token).await.map(|_| ()),
                 )
             }
             Agent::Claude => (
                 "count-tokens",
-                crate::net::client().accepts_inference_token(&token).await,
+                claude::provider::client()
+                    .accepts_inference_token(&token)
+                    .await,
             ),
         }
     }

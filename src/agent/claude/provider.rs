@@ -57,6 +57,12 @@ impl Endpoints {
     }
 }
 
+/// Claude's provider client, configured from the environment on first use.
+pub fn client() -> &'static Client {
+    static CLIENT: std::sync::OnceLock<Client> = std::sync::OnceLock::new();
+    CLIENT.get_or_init(Client::from_env)
+}
+
 pub struct Client {
     http: reqwest::Client,
     endpoints: Endpoints,
