@@ -621,6 +621,23 @@ fn a_codex_keeping_its_login_in_the_keyring_reads_what_use_wrote_there() {
         ok && stderr.contains("API key configured - sk-proj-***12345"),
         "{stderr}"
     );
+    // Codex slots move between backends like any other.
+    env.cmd(&[
+        "migrate",
+        "--to",
+        "secret-service",
+        "--all",
+        "--agent",
+        "codex",
+    ])
+    .ok();
+    env.cmd(&["get", "keya", "--agent", "codex"])
+        .ok()
+        .stdout_is("sk-proj-PLANTEDcodexA12345\n");
+    assert!(
+        env.stored_secrets().is_empty(),
+        "nothing is left in the file store"
+    );
     // remove --yes logs Codex out of the keyring too.
     env.cmd(&["remove", "keya", "--agent", "codex", "--yes"])
         .ok();
