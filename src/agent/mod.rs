@@ -3,8 +3,9 @@
 //! (`live`), what the provider says about an account, how the agent refreshes, what a child
 //! process needs in its environment. One module per agent holds the details.
 //!
-//! A third agent adds a variant here, a module beside `claude/` and `codex/`, and an arm in
-//! each method below; the keeper, refresh, catalog, daemon and CLI need no change.
+//! A third agent adds a variant here, a folder beside `claude/` and `codex/`, an arm in each
+//! `Agent` method (here, in `exec.rs` and in `identity.rs`), a `Shape` in `credential.rs`, and
+//! its fake in the tests; the keeper, refresh, catalog, daemon, proxy and CLI need no change.
 
 pub mod claude;
 pub mod codex;
