@@ -86,7 +86,20 @@ fn a_codex_login_becomes_a_slot_named_after_its_account_with_its_plan() {
         .ok()
         .stdout_has("codex: dev (dev@example.com, plus)");
 
-    // From stdin and from a file too; an API-key login is a slot without refresh.
+    // From a file (0600) and stdin too; an API-key login is a slot without refresh.
+    let file = env.root.join("other-auth.json");
+    std::fs::write(&file, openai.issue("file@example.com", "team").auth_json()).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    env.cmd(&[
+        "add",
+        "--agent",
+        "codex",
+        "--from",
+        "file",
+        file.to_str().unwrap(),
+    ])
+    .ok();
+    env.cmd(&["get", "file", "--agent", "codex"]).ok();
     add_slot(&env, &openai, "ops", "pro");
     env.cmd(&["add", "key", "--agent", "codex", "--from", "stdin"])
         .stdin(r#"{"OPENAI_API_KEY":"sk-proj-PLANTEDkey0123456789","tokens":null}"#)
@@ -99,7 +112,7 @@ fn a_codex_login_becomes_a_slot_named_after_its_account_with_its_plan() {
         .cmd(&["list", "--format", "json", "--no-usage"])
         .ok()
         .json();
-    assert_eq!(listed.as_array().unwrap().len(), 3);
+    assert_eq!(listed.as_array().unwrap().len(), 4);
     env.cmd(&["list", "--agent", "claude", "--no-usage"]).ok();
 }
 
@@ -550,6 +563,26 @@ fn proxy_agent_codex_sends_the_slots_token_and_account_to_the_chatgpt_backend() 
     });
     assert_eq!(status, 401);
     assert_eq!(openai.usage_calls(), calls);
+    // Its target is the ChatGPT backend's origin; an API-key slot's is the OpenAI API.
+    assert_eq!(proxy.target, openai.url);
+    env.cmd(&["add", "key", "--agent", "codex", "--from", "stdin"])
+        .stdin(r#"{"OPENAI_API_KEY":"sk-proj-PLANTEDkey0123456789"}"#)
+        .ok();
+    let api = env
+        .cmd(&[
+            "proxy",
+            "--agent",
+            "codex",
+            "--slot",
+            "key",
+            "--listen",
+            "127.0.0.1:0",
+            "--format",
+            "json",
+        ])
+        .env("TOKENKEEPER_CLIENT_TOKEN", "phantom-for-codex")
+        .serve();
+    assert_eq!(api.target, "https://api.openai.com");
 }
 
 #[test]

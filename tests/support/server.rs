@@ -11,6 +11,8 @@ pub struct Server {
     child: Option<Child>,
     /// `127.0.0.1:PORT`, as the proxy reported it.
     pub addr: String,
+    /// The upstream it forwards to, as it reported it.
+    pub target: String,
     log: PathBuf,
     /// Kept open: the proxy must not wait for the end of its input.
     _stdin: ChildStdin,
@@ -47,6 +49,7 @@ impl Run<'_> {
         Server {
             child: Some(child),
             addr: started["listen"].as_str().unwrap().to_string(),
+            target: started["target"].as_str().unwrap_or_default().to_string(),
             log,
             _stdin: stdin,
         }
