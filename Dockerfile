@@ -21,6 +21,7 @@ COPY --from=build /src/target/release/tokenkeeper /tokenkeeper
 ENV HOME=/ \
     TOKENKEEPER_HOME=/nonexistent \
     TOKENKEEPER_LISTEN=0.0.0.0 \
+    TOKENKEEPER_INSECURE_LISTEN=1 \
     LISTEN_PORT=18080 \
     TARGET=https://api.anthropic.com
 USER 65534:65534

@@ -91,6 +91,21 @@ pub struct Args {
     #[arg(long, default_value = "30s", value_parser = super::duration)]
     pub grace: Duration,
 
+    /// Listen beyond loopback over plain HTTP, where the client token and every prompt cross the
+    /// network in clear (a container's own port, mapped to the host's loopback, is the usual
+    /// case).
+    #[arg(long, env = "TOKENKEEPER_INSECURE_LISTEN", value_parser = clap::builder::FalseyValueParser::new())]
+    pub insecure_listen: bool,
+
+    /// Close a connection whose request head has not arrived, or that sat idle, this long
+    /// (nginx's keep-alive default).
+    #[arg(long, default_value = "75s", value_parser = super::duration)]
+    pub header_timeout: Duration,
+
+    /// Connections open at once; past it a client gets a 503 and the connection is closed.
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+
     /// Worker threads [default: one per core].
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub threads: Option<u16>,
@@ -165,6 +180,8 @@ impl UpstreamArgs {
             },
             local_answers: Vec::new(),
             extra_headers: Vec::new(),
+            limits: crate::proxy::Limits::default(),
+            public: false,
         }
     }
 }
@@ -193,6 +210,12 @@ pub fn run(args: Args, paths: &Paths, format: Format) -> Result<u8> {
         Some(token) => Some(Secret::new(token)),
         None => None,
     };
+    if !listen.ip().is_loopback() && !args.insecure_listen {
+        return Err(Error::usage(format!(
+            "refusing to listen on {listen} over plain HTTP: the client token and every request would cross the network in clear"
+        ))
+        .with_hint("listen on 127.0.0.1, or pass --insecure-listen (TOKENKEEPER_INSECURE_LISTEN=1) where the network is your own, e.g. a container's mapped port"));
+    }
     if client_token.is_none() && !listen.ip().is_loopback() {
         return Err(Error::usage(format!(
             "refusing to listen on {listen} without a client token: anyone who can reach it could use the account"
@@ -220,6 +243,17 @@ pub fn run(args: Args, paths: &Paths, format: Format) -> Result<u8> {
         }
     };
     let mut settings = args.upstream.settings(target, auth, client_token);
+    settings.public = !listen.ip().is_loopback();
+    settings.limits = crate::proxy::Limits {
+        header_timeout: args.header_timeout,
+        max_connections: args.max_connections as usize,
+        ..crate::proxy::Limits::default()
+    };
+    if settings.public {
+        warn!(
+            "listening on {listen} over plain HTTP: requests and the client token cross the network in clear"
+        );
+    }
     if let Some(credential) = &slot_login {
         settings.extra_headers = agent.upstream_headers(credential);
     }

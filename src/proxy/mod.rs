@@ -61,6 +61,32 @@ pub struct Settings {
     /// Non-secret headers the upstream expects beside the token (Codex's
     /// `chatgpt-account-id`), set when the client did not send them.
     pub extra_headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// What one client may hold of the proxy.
+    pub limits: Limits,
+    /// Listening beyond loopback: `/metrics` then wants the client token too.
+    pub public: bool,
+}
+
+/// Bounds that keep hostile or broken clients from starving the others.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// A request's head must arrive within this long, and an idle keep-alive connection is
+    /// closed after it.
+    pub header_timeout: Duration,
+    /// Connections open at once; the next ones get a 503 and are closed.
+    pub max_connections: usize,
+    /// The most a request head may take (bytes); past it the client gets a 431.
+    pub max_header_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            header_timeout: Duration::from_secs(75),
+            max_connections: 4096,
+            max_header_bytes: 64 * 1024,
+        }
+    }
 }
 
 /// A fixed answer to `POST`/`GET` of one path.
@@ -164,6 +190,23 @@ impl Worker {
                         exchange,
                         "text/plain; charset=utf-8",
                         self.proxy.health.clone(),
+                    ));
+                }
+                "/metrics"
+                    if self.proxy.settings.public
+                        && self
+                            .proxy
+                            .settings
+                            .client_token
+                            .as_ref()
+                            .is_some_and(|token| !rewrite::presents(token, request.headers())) =>
+                {
+                    return Ok(synthetic(
+                        exchange,
+                        StatusCode::UNAUTHORIZED,
+                        "authentication_error",
+                        "tokenkeeper proxy: /metrics beyond loopback needs the proxy's client token",
+                        "client-token",
                     ));
                 }
                 "/metrics" => {

@@ -6,6 +6,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -68,18 +69,21 @@ pub fn start(
         .local_addr()
         .map_err(|err| Error::failure(format!("cannot read the listening address: {err}")))?;
     let (stop, stopped) = watch::channel(false);
+    let limits = proxy.settings.limits;
+    let open = Arc::new(AtomicUsize::new(0));
     let mut handles = Vec::new();
     let mut workers = Vec::new();
     for n in 0..threads.max(1) {
         let (hand, take) = mpsc::unbounded_channel();
         workers.push(hand);
         let worker = Worker::new(proxy.clone())?;
+        let open = open.clone();
         handles.push(thread(format!("proxy-worker-{n}"), move || {
-            serve(worker, take, grace)
+            serve(worker, take, grace, limits, open)
         })?);
     }
     handles.push(thread("proxy-accept".into(), move || {
-        accept(listener, workers, stopped)
+        accept(listener, workers, stopped, limits, open)
     })?);
     Ok(Running {
         addr,
@@ -109,10 +113,15 @@ where
         .map_err(|err| Error::failure(format!("cannot start a proxy thread: {err}")))
 }
 
+/// What a connection past the cap is told before it is closed.
+const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\ncontent-length: 45\r\nconnection: close\r\nx-tokenkeeper-error: connection-limit\r\n\r\ntokenkeeper proxy: too many open connections\n";
+
 async fn accept(
     listener: std::net::TcpListener,
     workers: Vec<mpsc::UnboundedSender<std::net::TcpStream>>,
     mut stopped: watch::Receiver<bool>,
+    limits: super::Limits,
+    open: Arc<AtomicUsize>,
 ) {
     let listener = match TcpListener::from_std(listener) {
         Ok(listener) => listener,
@@ -133,6 +142,21 @@ async fn accept(
             _ = stopped.wait_for(|stop| *stop) => break,
         };
         let _ = stream.set_nodelay(true);
+        if open.load(Ordering::Relaxed) >= limits.max_connections {
+            // Told why, then closed: holding it would only add to the load.
+            warn!(
+                limit = limits.max_connections,
+                "connection limit reached; refusing a connection"
+            );
+            tokio::spawn(async move {
+                use tokio::io::AsyncWriteExt;
+                let mut stream = stream;
+                let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(BUSY)).await;
+                let _ = stream.shutdown().await;
+            });
+            continue;
+        }
+        open.fetch_add(1, Ordering::Relaxed);
         if let Ok(stream) = stream.into_std() {
             let _ = workers[next % workers.len()].send(stream);
             next += 1;
@@ -141,10 +165,21 @@ async fn accept(
     // Dropping the listener closes the port; dropping the senders tells the workers to finish.
 }
 
+/// Counts a connection as closed when dropped, whichever way it ends.
+struct Open(Arc<AtomicUsize>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 async fn serve(
     worker: Worker,
     mut incoming: mpsc::UnboundedReceiver<std::net::TcpStream>,
     grace: Duration,
+    limits: super::Limits,
+    open: Arc<AtomicUsize>,
 ) {
     let worker = Arc::new(worker);
     let sweeper = worker.clone();
@@ -156,14 +191,20 @@ async fn serve(
         }
     });
     // HTTP/1.1 only: agents speak it to a plain-http base URL, and skipping the sniffing for an
-    // HTTP/2 preface saves work on every request. No timer either: hyper would arm a
-    // header-read timeout for every request, and the clients are the user's own agents.
+    // HTTP/2 preface saves work on every request. The timer bounds how long a request's head
+    // may take and how long a keep-alive connection may sit idle: a client that opens
+    // connections and sends nothing must not hold them (and their buffers) forever.
     let mut builder = http1::Builder::new();
+    builder
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192));
     // Head and body copied into one buffer: for the small messages most requests are, cheaper
     // in the kernel than a vectored write.
     builder.writev(false);
     let graceful = GracefulShutdown::new();
     while let Some(stream) = incoming.recv().await {
+        let counted = Open(open.clone());
         let Ok(stream) = TcpStream::from_std(stream) else {
             continue;
         };
@@ -172,6 +213,7 @@ async fn serve(
         let connection = builder.serve_connection(TokioIo::new(stream), service);
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
+            let _counted = counted;
             if let Err(err) = connection.await {
                 debug!(error = %crate::error::with_causes(&err), "connection ended with an error");
             }

@@ -192,8 +192,16 @@ fn clients_without_the_client_token_get_an_anthropic_shaped_401_and_reach_nothin
 #[test]
 fn without_a_client_token_it_listens_on_loopback_only_and_says_why() {
     let env = Env::new();
+    // Beyond loopback, plain HTTP must be asked for...
+    env.cmd(&["proxy", "--listen", "0.0.0.0:0"])
+        .env("TOKENKEEPER_CLIENT_TOKEN", PHANTOM)
+        .stdin(format!("{}\n", access("x")))
+        .fails(2)
+        .stderr_has("refusing to listen on 0.0.0.0:0 over plain HTTP")
+        .stderr_has("hint: listen on 127.0.0.1, or pass --insecure-listen");
+    // ...and even then needs a client token.
     let out = env
-        .cmd(&["proxy", "--listen", "0.0.0.0:0"])
+        .cmd(&["proxy", "--listen", "0.0.0.0:0", "--insecure-listen"])
         .stdin(format!("{}\n", access("x")))
         .fails(2);
     out.stderr_has("refusing to listen on 0.0.0.0:0 without a client token")
@@ -786,6 +794,7 @@ fn listen_port_and_an_address_only_listen_work_as_in_the_docker_image() {
     let proxy = env
         .cmd(&["proxy", "--format", "json"])
         .env("TOKENKEEPER_LISTEN", "0.0.0.0")
+        .env("TOKENKEEPER_INSECURE_LISTEN", "1")
         .env("LISTEN_PORT", &port.to_string())
         .env("TARGET", &provider.url)
         .env("TOKENKEEPER_CLIENT_TOKEN", PHANTOM)
@@ -973,4 +982,118 @@ fn issue14_ralphs_start_up_contract_health_line_short_keys_and_unreachable_wordi
     assert_eq!(status, 502);
     assert!(body.contains("upstream unreachable"), "{body}");
     assert!(body.contains("cannot reach http://127.0.0.1:9"), "{body}");
+}
+
+#[test]
+fn clients_that_open_connections_and_send_nothing_cannot_starve_the_others() {
+    use std::io::{Read, Write};
+    let provider = FakeProvider::start();
+    let env = Env::with_provider(&provider);
+    let login = provider.issue("flood@example.com");
+    let proxy = env
+        .cmd(&[
+            "proxy",
+            "--format",
+            "json",
+            "--listen",
+            "127.0.0.1:0",
+            "--header-timeout",
+            "1s",
+            "--max-connections",
+            "20",
+        ])
+        .env("TARGET", &provider.url)
+        .env("TOKENKEEPER_CLIENT_TOKEN", PHANTOM)
+        .stdin(format!("{}\n", login.access))
+        .serve();
+    // 20 connections that send half a request head and then nothing: they fill the cap.
+    let mut silent: Vec<TcpStream> = (0..20)
+        .map(|_| {
+            let mut stream = TcpStream::connect(&proxy.addr).unwrap();
+            stream
+                .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+                .unwrap();
+            stream
+        })
+        .collect();
+    wait_until(10, "the proxy to count them", || {
+        raw_health(&proxy) == Some(503)
+    });
+    // Past the cap: a clear 503 at once, and the connection closed.
+    let mut extra = TcpStream::connect(&proxy.addr).unwrap();
+    extra
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut answer = String::new();
+    extra.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("too many open connections"));
+    // The silent ones are closed once their head is late; then everyone is served again.
+    for stream in &mut silent {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut rest = Vec::new();
+        let _ = stream.read_to_end(&mut rest);
+    }
+    wait_until(10, "a free slot", || {
+        get_text(&proxy.url("/health")).0 == 200
+    });
+    // A head larger than the bound is refused, not buffered.
+    let mut big = TcpStream::connect(&proxy.addr).unwrap();
+    big.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let huge = format!(
+        "GET /health HTTP/1.1\r\nHost: x\r\nx-filler: {}\r\n\r\n",
+        "a".repeat(200 * 1024)
+    );
+    let _ = big.write_all(huge.as_bytes());
+    let mut answer = String::new();
+    let _ = big.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer:.80}");
+}
+
+/// A GET of /health over a fresh connection: its status (503 when the connection limit
+/// turned it away), or `None` when the connection failed.
+fn raw_health(proxy: &Server) -> Option<u16> {
+    use std::io::{Read, Write};
+    let mut stream = TcpStream::connect(&proxy.addr).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    stream
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer.get(9..12)?.parse().ok()
+}
+
+#[test]
+fn metrics_beyond_loopback_need_the_client_token() {
+    let provider = FakeProvider::start();
+    let env = Env::with_provider(&provider);
+    let login = provider.issue("metrics@example.com");
+    let port = free_port();
+    let proxy = env
+        .cmd(&["proxy", "--format", "json", "--insecure-listen"])
+        .env("TOKENKEEPER_LISTEN", "0.0.0.0")
+        .env("LISTEN_PORT", &port.to_string())
+        .env("TARGET", &provider.url)
+        .env("TOKENKEEPER_CLIENT_TOKEN", PHANTOM)
+        .stdin(format!("{}\n", login.access))
+        .serve();
+    assert!(proxy.log().contains("over plain HTTP"), "{}", proxy.log());
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    assert_eq!(get_text(&url).0, 401);
+    let status = block_on(async {
+        http()
+            .get(&url)
+            .bearer_auth(PHANTOM)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    });
+    assert_eq!(status, 200);
+    // /health stays open: it says nothing.
+    assert_eq!(get_text(&format!("http://127.0.0.1:{port}/health")).0, 200);
 }
