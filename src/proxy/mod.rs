@@ -346,7 +346,7 @@ impl Worker {
         mut headers: HeaderMap,
         body: ProxyBody,
         credential: &Credential,
-    ) -> Result<(Response<Pooled>, Duration), String> {
+    ) -> Result<(Response<Pooled>, Duration), upstream::Failed> {
         rewrite::set_credentials(&mut headers, credential);
         let mut request = Request::new(body);
         *request.method_mut() = method.clone();
@@ -360,17 +360,17 @@ impl Worker {
         .await
         {
             Ok(Ok(response)) => Ok((response, started.elapsed())),
-            Ok(Err(why)) => Err(why),
-            Err(_) => Err(format!(
+            Ok(Err(failed)) => Err(failed),
+            Err(_) => Err(upstream::Failed::Upstream(format!(
                 "no response within {}s",
                 self.proxy.settings.response_timeout.as_secs()
-            )),
+            ))),
         }
     }
 
     fn relay(
         &self,
-        sent: Result<(Response<Pooled>, Duration), String>,
+        sent: Result<(Response<Pooled>, Duration), upstream::Failed>,
         exchange: Exchange,
     ) -> Response<ProxyBody> {
         match sent {
@@ -383,7 +383,19 @@ impl Worker {
                 let status = parts.status.as_u16();
                 Response::from_parts(parts, exchange.finish(status, incoming))
             }
-            Err(why) => {
+            Err(upstream::Failed::Client(why)) => {
+                let message =
+                    format!("tokenkeeper proxy: the request body could not be read: {why}");
+                debug!("{message}");
+                synthetic(
+                    exchange,
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request_error",
+                    &message,
+                    "client-body",
+                )
+            }
+            Err(upstream::Failed::Upstream(why)) => {
                 self.proxy.metrics.upstream_failed();
                 let message = format!(
                     "tokenkeeper proxy: upstream unreachable: cannot reach {}: {why}",

@@ -32,6 +32,15 @@ use super::body::ProxyBody;
 use super::rewrite::Target;
 use crate::error::{Error, Result, with_causes};
 
+/// Why a request got no answer from the target.
+#[derive(Debug)]
+pub enum Failed {
+    /// The target could not be reached, or broke off.
+    Upstream(String),
+    /// The client's request body could not be read.
+    Client(String),
+}
+
 #[derive(Debug, Clone)]
 pub struct Options {
     /// Extra trusted roots (PEM), on top of the system's (or `SSL_CERT_FILE`'s).
@@ -133,9 +142,9 @@ impl Upstream {
     pub async fn send(
         &self,
         mut request: Request<ProxyBody>,
-    ) -> std::result::Result<Response<Pooled>, String> {
+    ) -> std::result::Result<Response<Pooled>, Failed> {
         loop {
-            let (mut error, reused) = match self.take().await? {
+            let (mut error, reused) = match self.take().await.map_err(Failed::Upstream)? {
                 Taken::Http1 { mut sender, reused } => {
                     request
                         .headers_mut()
@@ -169,7 +178,14 @@ impl Upstream {
                         *request.uri_mut() = Uri::from(path);
                     }
                 }
-                _ => return Err(with_causes(&error.into_error())),
+                _ => {
+                    let error = error.into_error();
+                    // The client's own body failed (cut short, malformed): not the target's doing.
+                    if error.is_user() {
+                        return Err(Failed::Client(with_causes(&error)));
+                    }
+                    return Err(Failed::Upstream(with_causes(&error)));
+                }
             }
         }
     }

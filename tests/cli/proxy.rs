@@ -1097,3 +1097,36 @@ fn metrics_beyond_loopback_need_the_client_token() {
     // /health stays open: it says nothing.
     assert_eq!(get_text(&format!("http://127.0.0.1:{port}/health")).0, 200);
 }
+
+#[test]
+fn a_client_whose_body_breaks_gets_a_400_and_the_target_is_not_blamed() {
+    use std::io::{Read, Write};
+    let provider = FakeProvider::start();
+    let env = Env::with_provider(&provider);
+    let login = provider.issue("body@example.com");
+    let proxy = env
+        .cmd(&["proxy", "--format", "json", "--listen", "127.0.0.1:0"])
+        .env("TARGET", &provider.url)
+        .env("TOKENKEEPER_CLIENT_TOKEN", PHANTOM)
+        .stdin(format!("{}\n", login.access))
+        .serve();
+    // A chunked body whose second chunk size is not a number.
+    let mut stream = TcpStream::connect(&proxy.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let head = format!(
+        "POST /test/upload HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {PHANTOM}\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\n"
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(
+        answer.contains("x-tokenkeeper-error: client-body"),
+        "{answer}"
+    );
+    assert!(!answer.contains("upstream unreachable"), "{answer}");
+    let log = proxy.log();
+    assert!(!log.contains("upstream unreachable"), "{log}");
+}
