@@ -104,46 +104,43 @@ impl Live {
     }
 
     /// Writes `credential` as the agent would (its JSON style; a 0600 file replaced
-    /// atomically, or the Keychain item) and returns the fingerprint of the bytes written.
+    /// atomically, or the keychain/keyring item) and returns the fingerprint of the bytes
+    /// written.
     pub fn write(&self, credential: &Credential) -> Result<String> {
+        let json = self.bytes_of(credential);
         match self {
-            Self::File { path, style, .. } => {
-                let json = match style {
-                    Style::Compact => credential.to_secret_json(),
-                    Style::Pretty => credential.to_pretty_json(),
-                };
+            Self::File { path, .. } => {
                 let dir = path.parent().expect("a credentials file has a parent");
                 perms::ensure_dir(dir)?;
                 durable::write_atomic(path, json.expose_secret().as_bytes())?;
-                Ok(fingerprint(json.expose_secret().as_bytes()))
             }
-            Self::Keychain { store, key } => {
-                let json = credential.to_secret_json();
-                store.put(key, &json)?;
-                Ok(fingerprint(json.expose_secret().as_bytes()))
-            }
+            Self::Keychain { store, key } => store.put(key, &json)?,
             Self::Elsewhere { why, hint } => {
-                Err(Error::failure(why.clone()).with_hint(hint.clone()))
+                return Err(Error::failure(why.clone()).with_hint(hint.clone()));
             }
             Self::Keyring { key, .. } => {
-                let json = credential.to_secret_json();
                 SecretServiceStore::rust_keyring().put(key, &json)?;
                 kernel_copy(key, Some(&json));
-                Ok(fingerprint(json.expose_secret().as_bytes()))
             }
         }
+        Ok(fingerprint(json.expose_secret().as_bytes()))
     }
 
     /// The fingerprint `write` would give for `credential`.
     pub fn fingerprint_of(&self, credential: &Credential) -> String {
-        let json = match self {
+        fingerprint(self.bytes_of(credential).expose_secret().as_bytes())
+    }
+
+    /// The bytes the agent keeps for `credential` here: pretty where it writes its file so,
+    /// compact everywhere else.
+    fn bytes_of(&self, credential: &Credential) -> Secret {
+        match self {
             Self::File {
                 style: Style::Pretty,
                 ..
             } => credential.to_pretty_json(),
             _ => credential.to_secret_json(),
-        };
-        fingerprint(json.expose_secret().as_bytes())
+        }
     }
 
     pub fn remove(&self) -> Result<bool> {

@@ -580,7 +580,7 @@ fn check_live_of(paths: &Paths, catalog: &Catalog, agent_: Agent, report: &mut R
         );
         return;
     }
-    let stored = read_stored(paths, slot);
+    let stored = read_stored(&Stores::new(paths), slot);
     match (&current.parsed, stored) {
         (Ok(live), Some(Ok(stored))) if live.same_lineage(&stored) => {
             report.add(
@@ -626,8 +626,8 @@ fn check_live_of(paths: &Paths, catalog: &Catalog, agent_: Agent, report: &mut R
     }
 }
 
-fn read_stored(paths: &Paths, slot: &Slot) -> Option<Result<Credential>> {
-    let stores = Stores::new(paths);
+/// The slot's stored credential: `None` when the store holds nothing under its key.
+fn read_stored(stores: &Stores, slot: &Slot) -> Option<Result<Credential>> {
     let secret = match stores.get(slot.backend).get(&slot.secret_key()) {
         Ok(Some(secret)) => secret,
         Ok(None) => return None,
@@ -635,7 +635,7 @@ fn read_stored(paths: &Paths, slot: &Slot) -> Option<Result<Credential>> {
     };
     Some(Credential::parse(
         secret.expose_secret().as_bytes(),
-        "the stored credential",
+        &format!("the stored credential of slot '{}'", slot.name),
     ))
 }
 
@@ -740,12 +740,9 @@ fn check_slot(
     if args.no_probe || slot.needs_login.is_some() || slot.stranded.is_some() {
         return;
     }
-    let credential = match stores.get(slot.backend).get(&slot.secret_key()) {
-        Ok(Some(secret)) => Credential::parse(
-            secret.expose_secret().as_bytes(),
-            &format!("the stored credential of slot '{name}'"),
-        ),
-        Ok(None) => {
+    let credential = match read_stored(stores, slot) {
+        Some(credential) => credential,
+        None => {
             report
                 .add(
                     "stored",
@@ -759,7 +756,6 @@ fn check_slot(
                 .hint(format!("add it again: tokenkeeper add {name} --from stdin"));
             return;
         }
-        Err(err) => Err(err),
     };
     let credential = match credential {
         Ok(credential) => credential,

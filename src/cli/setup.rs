@@ -108,7 +108,7 @@ pub fn setup(args: SetupArgs, paths: &Paths, format: Format) -> Result<u8> {
     };
     let credential = capture(paths)?;
     let slot = Keeper::open(paths.clone())?.add_long_lived(agent, &name, &credential)?;
-    report(&slot, "created", paths, format)
+    report(&slot, "created", format)
 }
 
 pub fn rotate(args: RotateArgs, paths: &Paths, format: Format) -> Result<u8> {
@@ -136,7 +136,7 @@ pub fn rotate(args: RotateArgs, paths: &Paths, format: Format) -> Result<u8> {
         )));
     }
     let slot = keeper.replace_long_lived(&slot.id, &credential)?;
-    report(&slot, "rotated", paths, format)?;
+    report(&slot, "rotated", format)?;
     if format == Format::Text {
         output::line(&format!(
             "the old token still works until you revoke it: {REVOKE_URL}"
@@ -268,7 +268,7 @@ fn capture(paths: &Paths) -> Result<Credential> {
     }
 }
 
-fn report(slot: &Slot, action: &str, _paths: &Paths, format: Format) -> Result<u8> {
+fn report(slot: &Slot, action: &str, format: Format) -> Result<u8> {
     let now = Timestamp::now();
     if format == Format::Json {
         let mut value: Value = output::slot_json(slot, false, now);
