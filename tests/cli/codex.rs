@@ -522,7 +522,7 @@ fn proxy_agent_codex_sends_the_slots_token_and_account_to_the_chatgpt_backend() 
     use crate::support::server::{block_on, http};
     let openai = FakeOpenAi::start();
     let env = codex_env(&openai);
-    add_slot(&env, &openai, "dev", "plus");
+    let dev = add_slot(&env, &openai, "dev", "plus");
     let proxy = env
         .cmd(&[
             "proxy",
@@ -583,6 +583,13 @@ fn proxy_agent_codex_sends_the_slots_token_and_account_to_the_chatgpt_backend() 
         .env("TOKENKEEPER_CLIENT_TOKEN", "phantom-for-codex")
         .serve();
     assert_eq!(api.target, "https://api.openai.com");
+    // Neither proxy's log names a token.
+    for log in [proxy.log(), api.log()] {
+        assert!(
+            !log.contains(&dev.access) && !log.contains("sk-proj-PLANTED"),
+            "{log}"
+        );
+    }
 }
 
 #[test]
