@@ -25,6 +25,20 @@ impl Secret {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// `prefix` and 24 random bytes in hex: a phantom token for a client.
+    pub fn random(prefix: &str) -> crate::error::Result<Self> {
+        let mut bytes = Zeroizing::new([0u8; 24]);
+        getrandom::fill(bytes.as_mut()).map_err(|err| {
+            crate::error::Error::failure(format!("cannot make a random token: {err}"))
+        })?;
+        let mut text = Zeroizing::new(String::with_capacity(prefix.len() + 48));
+        text.push_str(prefix);
+        for byte in bytes.iter() {
+            text.push_str(&format!("{byte:02x}"));
+        }
+        Ok(Self(text))
+    }
 }
 
 impl fmt::Debug for Secret {

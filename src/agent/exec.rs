@@ -32,7 +32,7 @@ impl Agent {
     pub fn exec_plan(self, credential: &Credential) -> Result<ExecPlan> {
         match self {
             Agent::Claude => Ok(ExecPlan {
-                client_token: random_phantom()?,
+                client_token: Secret::random("tokenkeeper-phantom-")?,
                 default_target: crate::agent::claude::provider::Endpoints::from_env().api_url,
                 local_answers: Vec::new(),
                 kind: Kind::Claude,
@@ -160,14 +160,6 @@ fn origin(url: &str) -> String {
 }
 
 /// A fresh random client token, useless anywhere but at this one proxy.
-fn random_phantom() -> Result<Secret> {
-    let mut bytes = [0u8; 24];
-    getrandom::fill(&mut bytes)
-        .map_err(|err| Error::failure(format!("cannot make a random token: {err}")))?;
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    Ok(Secret::new(format!("tokenkeeper-phantom-{hex}")))
-}
-
 #[cfg(test)]
 mod tests {
     #[test]

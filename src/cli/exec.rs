@@ -107,9 +107,11 @@ pub fn run(args: Args, paths: &Paths) -> Result<u8> {
         Some(url) => Target::parse(url)?,
         None => Target::parse(&plan.default_target)?,
     };
-    let mut settings =
-        args.upstream
-            .settings(target, args.route.auth()?, Some(plan.client_token.clone()));
+    let mut settings = args.upstream.settings(
+        target,
+        args.route.auth()?,
+        proxy::Clients::One(plan.client_token.clone()),
+    );
     settings.local_answers = plan.local_answers.clone();
     let tokens = SlotTokens::open(paths.clone(), agent, args.slot.clone())?;
     debug!(slot = tokens.name(), "proxy for the command");

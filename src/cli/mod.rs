@@ -17,6 +17,7 @@ mod login;
 mod migrate;
 mod output;
 mod proxy;
+mod proxy_clients;
 mod ralph;
 mod refresh;
 mod remove;
@@ -116,6 +117,8 @@ pub enum Command {
     Rename(rename::Args),
     /// Run a credential-injecting proxy: clients send a phantom token, upstream gets the real one.
     Proxy(Box<proxy::Args>),
+    /// Named client tokens for a proxy used by other machines: add, remove, list.
+    ProxyClients(proxy_clients::Args),
     /// Run a command (e.g. claude) behind a private proxy, so it never holds the real token.
     Exec(exec::Args),
     /// Move slots' secrets to another backend (copy, verify, switch, delete the old copy).
@@ -282,6 +285,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Migrate(args) => migrate::run(args, &paths, format),
         Command::Doctor(args) => doctor::run(args, &paths, format),
         Command::Proxy(args) => proxy::run(*args, &paths, format),
+        Command::ProxyClients(args) => proxy_clients::run(args, &paths, format),
         Command::Exec(args) => exec::run(args, &paths),
         Command::Setup(args) => setup::setup(args, &paths, format),
         Command::Rotate(args) => setup::rotate(args, &paths, format),

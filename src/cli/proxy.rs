@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use http::HeaderName;
 use serde_json::json;
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use tracing::{info, warn};
 
@@ -17,7 +17,10 @@ use super::output::Format;
 use crate::error::{Error, Result};
 use crate::input;
 use crate::paths::Paths;
-use crate::proxy::{self, Auth, Proxy, Settings, SlotTokens, Target, TokenSource, UpstreamOptions};
+use crate::proxy::{
+    self, Auth, Clients, ListenerTls, NamedClients, Proxy, Settings, SlotTokens, Target,
+    TokenSource, UpstreamOptions,
+};
 use crate::secret::Secret;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -35,13 +38,19 @@ pub enum AuthMode {
 The real token comes from one line on stdin (then stdin is closed), or from a slot with --slot,
 which keeps it refreshed: on an upstream 401 the proxy refreshes once (one refresh per lineage,
 shared with every other tokenkeeper process) and resends the request.
-Clients present the --client-token as a bearer token or x-api-key; whatever credentials they
-send are removed before the real one is set. GET /health and GET /metrics (Prometheus) are the
-proxy's own. One log line per request goes to stderr; tokens never do.
-SIGTERM or SIGINT stops accepting, lets open streams finish (up to --grace), then exits 0.
+Clients present the --client-token (or their own token, with --clients) as a bearer token or
+x-api-key; whatever credentials they send are removed before the real one is set. GET /health
+and GET /metrics (Prometheus) are the proxy's own. One log line per request goes to stderr;
+tokens never do. Beyond loopback the proxy wants TLS (--tls-cert, --tls-key), or
+--insecure-listen for plain HTTP on a network of your own.
+SIGHUP re-reads the clients file and the certificate. SIGTERM or SIGINT stops accepting, lets
+open streams finish (up to --grace), then exits 0.
 
 Examples:
   echo \"$TOKEN\" | tokenkeeper proxy                       like the agent-loop proxy, on 127.0.0.1:18080
+  tokenkeeper proxy-clients add laptop                   a token for one machine, printed once
+  tokenkeeper proxy --slot work --listen 0.0.0.0:8443 --clients ~/.config/tokenkeeper/proxy-clients \\
+      --tls-cert proxy.pem --tls-key proxy-key.pem
   TOKENKEEPER_CLIENT_TOKEN=phantom tokenkeeper proxy --slot work --listen 0.0.0.0:18080
   ANTHROPIC_BASE_URL=http://127.0.0.1:18080 CLAUDE_CODE_OAUTH_TOKEN=phantom claude")]
 pub struct Args {
@@ -83,6 +92,35 @@ pub struct Args {
         value_name = "TOKEN"
     )]
     pub client_token: Option<String>,
+
+    /// Admit named clients, each with its own token, from a file of `NAME sha256:HEX` lines
+    /// (made by `tokenkeeper proxy-clients add`), re-read on SIGHUP; the access log names the
+    /// client.
+    #[arg(
+        long,
+        env = "TOKENKEEPER_PROXY_CLIENTS",
+        value_name = "FILE",
+        conflicts_with = "client_token"
+    )]
+    pub clients: Option<PathBuf>,
+
+    /// Serve HTTPS with this PEM certificate chain (re-read on SIGHUP).
+    #[arg(
+        long,
+        env = "TOKENKEEPER_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The PEM private key of --tls-cert (a file of your own, mode 0600).
+    #[arg(
+        long,
+        env = "TOKENKEEPER_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
 
     #[command(flatten)]
     pub upstream: UpstreamArgs,
@@ -167,11 +205,12 @@ pub struct UpstreamArgs {
 }
 
 impl UpstreamArgs {
-    pub fn settings(&self, target: Target, auth: Auth, client_token: Option<Secret>) -> Settings {
+    pub fn settings(&self, target: Target, auth: Auth, clients: Clients) -> Settings {
         Settings {
             target,
             auth,
-            client_token,
+            clients,
+            tls: None,
             response_timeout: self.response_timeout,
             upstream: UpstreamOptions {
                 ca_cert: self.ca_cert.clone(),
@@ -203,24 +242,38 @@ pub fn run(args: Args, paths: &Paths, format: Format) -> Result<u8> {
         None => Target::parse(&agent.proxy_target(slot_login.as_ref()))?,
     };
     let mut auth = args.route.auth()?;
-    let client_token = match args.client_token {
-        Some(token) if token.trim().is_empty() => {
+    let clients = match (args.client_token, &args.clients) {
+        (Some(token), _) if token.trim().is_empty() => {
             return Err(Error::usage("the client token is empty"));
         }
-        Some(token) => Some(Secret::new(token)),
-        None => None,
+        (Some(token), _) => Clients::One(Secret::new(token)),
+        (None, Some(file)) => {
+            let named = NamedClients::open(file)?;
+            if named.is_empty() {
+                warn!(
+                    "{} names no client yet: every request is refused until it does (then send SIGHUP)",
+                    file.display()
+                );
+            }
+            Clients::Named(named)
+        }
+        (None, None) => Clients::Anyone,
     };
-    if !listen.ip().is_loopback() && !args.insecure_listen {
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(Arc::new(ListenerTls::open(cert, key)?)),
+        _ => None,
+    };
+    if !listen.ip().is_loopback() && tls.is_none() && !args.insecure_listen {
         return Err(Error::usage(format!(
             "refusing to listen on {listen} over plain HTTP: the client token and every request would cross the network in clear"
         ))
-        .with_hint("listen on 127.0.0.1, or pass --insecure-listen (TOKENKEEPER_INSECURE_LISTEN=1) where the network is your own, e.g. a container's mapped port"));
+        .with_hint("give the listener a certificate (--tls-cert, --tls-key), listen on 127.0.0.1, or pass --insecure-listen (TOKENKEEPER_INSECURE_LISTEN=1) where the network is your own, e.g. a container's mapped port"));
     }
-    if client_token.is_none() && !listen.ip().is_loopback() {
+    if !clients.checked() && !listen.ip().is_loopback() {
         return Err(Error::usage(format!(
             "refusing to listen on {listen} without a client token: anyone who can reach it could use the account"
         ))
-        .with_hint("set TOKENKEEPER_CLIENT_TOKEN to the phantom value your agent sends, or listen on 127.0.0.1"));
+        .with_hint("set TOKENKEEPER_CLIENT_TOKEN to the phantom value your agent sends, give --clients FILE, or listen on 127.0.0.1"));
     }
     // Stdin is read before anything else, so a writer waiting on it is released at once.
     let fixed = match &args.slot {
@@ -242,14 +295,16 @@ pub fn run(args: Args, paths: &Paths, format: Format) -> Result<u8> {
             Some(token)
         }
     };
-    let mut settings = args.upstream.settings(target, auth, client_token);
+    let mut settings = args.upstream.settings(target, auth, clients);
     settings.public = !listen.ip().is_loopback();
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    settings.tls = tls;
     settings.limits = crate::proxy::Limits {
         header_timeout: args.header_timeout,
         max_connections: args.max_connections as usize,
         ..crate::proxy::Limits::default()
     };
-    if settings.public {
+    if settings.public && settings.tls.is_none() {
         warn!(
             "listening on {listen} over plain HTTP: requests and the client token cross the network in clear"
         );
@@ -273,7 +328,7 @@ pub fn run(args: Args, paths: &Paths, format: Format) -> Result<u8> {
     let listener = proxy::bind(listen)
         .map_err(|err| Error::failure(format!("cannot listen on {listen}: {err}")))?;
     // Watched before serving starts, so an early SIGTERM is not lost.
-    let mut signals = Signals::new([SIGTERM, SIGINT])
+    let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP])
         .map_err(|err| Error::failure(format!("cannot watch signals: {err}")))?;
     let threads = args.threads.map_or_else(
         || std::thread::available_parallelism().map_or(1, usize::from),
@@ -287,23 +342,40 @@ pub fn run(args: Args, paths: &Paths, format: Format) -> Result<u8> {
         );
     }
     info!(
-        "listening on http://{bound}, forwarding to {}",
+        "listening on {scheme}://{bound}, forwarding to {}",
         proxy.target()
     );
     if format == Format::Json {
-        let line = json!({"listen": bound.to_string(), "target": proxy.target().to_string()});
+        let line = json!({
+            "listen": bound.to_string(),
+            "url": format!("{scheme}://{bound}"),
+            "target": proxy.target().to_string(),
+        });
         let mut stdout = std::io::stdout().lock();
         writeln!(stdout, "{line}")
             .and_then(|()| stdout.flush())
             .map_err(Error::from_stdout)?;
     }
-    if let Some(signal) = signals.forever().next() {
+    for signal in signals.forever() {
+        if signal == SIGHUP {
+            for reloaded in proxy.reload() {
+                match reloaded {
+                    Ok(what) => info!("SIGHUP: {what}"),
+                    Err(err) => warn!(
+                        "SIGHUP: {}; still using what was loaded before",
+                        err.message()
+                    ),
+                }
+            }
+            continue;
+        }
         let name = if signal == SIGTERM {
             "SIGTERM"
         } else {
             "SIGINT"
         };
         info!("{name}: stopping");
+        break;
     }
     running.stop();
     Ok(0)

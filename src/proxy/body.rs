@@ -150,6 +150,8 @@ pub struct Exchange {
     status: u16,
     started: Instant,
     ended: Option<&'static str>,
+    /// The named client that sent it.
+    client: Option<Arc<str>>,
 }
 
 impl Exchange {
@@ -161,7 +163,13 @@ impl Exchange {
             status: 0,
             started,
             ended: None,
+            client: None,
         }
+    }
+
+    /// Names the client in the log line.
+    pub fn client(&mut self, name: Arc<str>) {
+        self.client = Some(name);
     }
 
     /// Wraps the response body that ends this exchange.
@@ -188,10 +196,23 @@ impl Drop for Exchange {
         self.worker.proxy.metrics.stream_closed();
         let ms = self.started.elapsed().as_secs_f64() * 1000.0;
         let (method, path, status) = (&self.method, self.uri.path(), self.status);
+        let client = Client(self.client.as_deref());
         match self.ended {
-            Some("complete") => info!("{method} {path} {status} {ms:.1}ms"),
-            Some(why) => warn!("{method} {path} {status} {ms:.1}ms ({why})"),
-            None => info!("{method} {path} {status} {ms:.1}ms (client went away)"),
+            Some("complete") => info!("{client}{method} {path} {status} {ms:.1}ms"),
+            Some(why) => warn!("{client}{method} {path} {status} {ms:.1}ms ({why})"),
+            None => info!("{client}{method} {path} {status} {ms:.1}ms (client went away)"),
+        }
+    }
+}
+
+/// `client=NAME ` before a named client's log line; nothing otherwise.
+struct Client<'a>(Option<&'a str>);
+
+impl std::fmt::Display for Client<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(name) => write!(f, "client={name} "),
+            None => Ok(()),
         }
     }
 }

@@ -2,9 +2,11 @@
 //! leave for the one configured target carrying the real one, and stream back unbuffered.
 
 mod body;
+pub mod clients;
 mod metrics;
 mod rewrite;
 mod server;
+mod tls;
 mod token;
 mod upstream;
 
@@ -20,16 +22,17 @@ use tracing::{debug, warn};
 
 pub use body::REPLAY_LIMIT;
 use body::{Exchange, ProxyBody, Recorded};
+pub use clients::{Admission, Clients, NamedClients};
 use metrics::Metrics;
 use rewrite::Credential;
 pub use rewrite::{Auth, Target};
 pub use server::{Running, bind, start};
+pub use tls::ListenerTls;
 pub use token::{SlotTokens, TokenSource};
 pub use upstream::Options as UpstreamOptions;
 use upstream::{Pooled, Upstream};
 
 use crate::error::Result;
-use crate::secret::Secret;
 
 /// The body of `GET /health`, as the agent-loop proxy answers it (its launchers read the
 /// version and the mode): `agent-loop-proxy ok v=<version> mode=<oauth|api_key|gateway>`.
@@ -50,8 +53,10 @@ pub const ERROR_HEADER: &str = "x-tokenkeeper-error";
 pub struct Settings {
     pub target: Target,
     pub auth: Auth,
-    /// The phantom value clients must present; `None` lets any local process in.
-    pub client_token: Option<Secret>,
+    /// Who may use the proxy.
+    pub clients: Clients,
+    /// TLS on the listener, when clients reach it over a network.
+    pub tls: Option<Arc<ListenerTls>>,
     /// How long to wait for the upstream's response headers.
     pub response_timeout: Duration,
     pub upstream: UpstreamOptions,
@@ -121,7 +126,27 @@ impl Proxy {
 
     /// Whether clients must present a client token.
     pub fn checks_clients(&self) -> bool {
-        self.settings.client_token.is_some()
+        self.settings.clients.checked()
+    }
+
+    /// Re-reads the clients file and the listener's certificate (SIGHUP). On failure what was
+    /// in use stays in use; the message says what went wrong.
+    pub fn reload(&self) -> Vec<Result<String>> {
+        let mut done = Vec::new();
+        match self.settings.clients.reload() {
+            Ok(Some(n)) => done.push(Ok(format!("clients file re-read: {n} clients"))),
+            Ok(None) => {}
+            Err(err) => done.push(Err(err)),
+        }
+        if let Some(tls) = &self.settings.tls {
+            done.push(tls.reload().map(|()| "certificate re-read".to_string()));
+        }
+        done
+    }
+
+    /// The listener's TLS, when it has one.
+    fn listener_tls(&self) -> Option<Arc<ListenerTls>> {
+        self.settings.tls.clone()
     }
 
     /// The target, for start-up messages.
@@ -197,15 +222,15 @@ impl Worker {
                         && self
                             .proxy
                             .settings
-                            .client_token
-                            .as_ref()
-                            .is_some_and(|token| !rewrite::presents(token, request.headers())) =>
+                            .clients
+                            .admit(request.headers())
+                            .refused() =>
                 {
                     return Ok(synthetic(
                         exchange,
                         StatusCode::UNAUTHORIZED,
                         "authentication_error",
-                        "tokenkeeper proxy: /metrics beyond loopback needs the proxy's client token",
+                        "tokenkeeper proxy: /metrics beyond loopback needs a client token",
                         "client-token",
                     ));
                 }
@@ -241,10 +266,13 @@ impl Worker {
             ));
         }
 
-        // 3. Only this proxy's own clients: they present the phantom token.
-        if let Some(expected) = &self.proxy.settings.client_token
-            && !rewrite::presents(expected, request.headers())
-        {
+        // 3. Only this proxy's own clients: they present a phantom token.
+        let admission = self.proxy.settings.clients.admit(request.headers());
+        let mut exchange = exchange;
+        if let Some(name) = admission.name() {
+            exchange.client(name.clone());
+        }
+        if admission.refused() {
             return Ok(synthetic(
                 exchange,
                 StatusCode::UNAUTHORIZED,

@@ -4,7 +4,6 @@
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::{PathAndQuery, Scheme};
 use http::{Method, Request, Uri, Version};
-use subtle::ConstantTimeEq;
 
 use crate::error::{Error, Result};
 use crate::secret::Secret;
@@ -99,19 +98,6 @@ pub fn refuse_form<B>(request: &Request<B>) -> Option<&'static str> {
         );
     }
     None
-}
-
-/// Whether the request presents the client token, as a bearer token or an `x-api-key`.
-pub fn presents(expected: &Secret, headers: &HeaderMap) -> bool {
-    let expected = expected.expose_secret().as_bytes();
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.as_bytes().strip_prefix(b"Bearer "));
-    let api_key = headers.get("x-api-key").map(HeaderValue::as_bytes);
-    // Both are compared whatever the first one gave, in time independent of the contents.
-    let by_bearer = bearer.is_some_and(|given| bool::from(given.ct_eq(expected)));
-    let by_api_key = api_key.is_some_and(|given| bool::from(given.ct_eq(expected)));
-    by_bearer | by_api_key
 }
 
 /// Headers that describe one connection, not the message (RFC 9110 §7.6.1), and must not be
@@ -268,32 +254,6 @@ mod tests {
         assert!(refuse_form(&h2).is_none());
         let origin = Request::builder().uri("/v1/messages").body(()).unwrap();
         assert!(refuse_form(&origin).is_none());
-    }
-
-    #[test]
-    fn the_client_token_is_accepted_as_bearer_or_api_key_only_when_equal() {
-        let phantom = Secret::new("phantom-123".into());
-        assert!(presents(
-            &phantom,
-            &headers(&[("authorization", "Bearer phantom-123")])
-        ));
-        assert!(presents(
-            &phantom,
-            &headers(&[("x-api-key", "phantom-123")])
-        ));
-        assert!(!presents(
-            &phantom,
-            &headers(&[("authorization", "Bearer phantom-12")])
-        ));
-        assert!(!presents(
-            &phantom,
-            &headers(&[("authorization", "phantom-123")])
-        ));
-        assert!(!presents(
-            &phantom,
-            &headers(&[("x-api-key", "phantom-1234")])
-        ));
-        assert!(!presents(&phantom, &headers(&[])));
     }
 
     #[test]

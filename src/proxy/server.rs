@@ -182,6 +182,7 @@ async fn serve(
     open: Arc<AtomicUsize>,
 ) {
     let worker = Arc::new(worker);
+    let tls = worker.proxy.listener_tls();
     let sweeper = worker.clone();
     tokio::spawn(async move {
         let mut every = tokio::time::interval(sweeper.upstream.sweep_interval());
@@ -210,10 +211,29 @@ async fn serve(
         };
         let worker = worker.clone();
         let service = service_fn(move |request| worker.clone().handle(request));
-        let connection = builder.serve_connection(TokioIo::new(stream), service);
-        let connection = graceful.watch(connection);
+        let Some(tls) = &tls else {
+            let connection = builder.serve_connection(TokioIo::new(stream), service);
+            let connection = graceful.watch(connection);
+            tokio::spawn(async move {
+                let _counted = counted;
+                if let Err(err) = connection.await {
+                    debug!(error = %crate::error::with_causes(&err), "connection ended with an error");
+                }
+            });
+            continue;
+        };
+        // The handshake counts as part of the request head: it too must come in time.
+        let acceptor = tls.acceptor();
+        let (builder, watcher) = (builder.clone(), graceful.watcher());
         tokio::spawn(async move {
             let _counted = counted;
+            let stream =
+                match tokio::time::timeout(limits.header_timeout, acceptor.accept(stream)).await {
+                    Ok(Ok(stream)) => stream,
+                    Ok(Err(err)) => return debug!(error = %err, "TLS handshake failed"),
+                    Err(_) => return debug!("TLS handshake did not finish in time"),
+                };
+            let connection = watcher.watch(builder.serve_connection(TokioIo::new(stream), service));
             if let Err(err) = connection.await {
                 debug!(error = %crate::error::with_causes(&err), "connection ended with an error");
             }

@@ -198,7 +198,7 @@ fn without_a_client_token_it_listens_on_loopback_only_and_says_why() {
         .stdin(format!("{}\n", access("x")))
         .fails(2)
         .stderr_has("refusing to listen on 0.0.0.0:0 over plain HTTP")
-        .stderr_has("hint: listen on 127.0.0.1, or pass --insecure-listen");
+        .stderr_has("hint: give the listener a certificate (--tls-cert, --tls-key), listen on 127.0.0.1, or pass --insecure-listen");
     // ...and even then needs a client token.
     let out = env
         .cmd(&["proxy", "--listen", "0.0.0.0:0", "--insecure-listen"])
@@ -1017,7 +1017,7 @@ fn clients_that_open_connections_and_send_nothing_cannot_starve_the_others() {
         })
         .collect();
     wait_until(10, "the proxy to count them", || {
-        raw_health(&proxy) == Some(503)
+        raw_health(&proxy.addr) == Some(503)
     });
     // Past the cap: a clear 503 at once, and the connection closed.
     let mut extra = TcpStream::connect(&proxy.addr).unwrap();
@@ -1054,9 +1054,9 @@ fn clients_that_open_connections_and_send_nothing_cannot_starve_the_others() {
 
 /// A GET of /health over a fresh connection: its status (503 when the connection limit
 /// turned it away), or `None` when the connection failed.
-fn raw_health(proxy: &Server) -> Option<u16> {
+fn raw_health(addr: &str) -> Option<u16> {
     use std::io::{Read, Write};
-    let mut stream = TcpStream::connect(&proxy.addr).ok()?;
+    let mut stream = TcpStream::connect(addr).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     stream
         .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
@@ -1129,4 +1129,268 @@ fn a_client_whose_body_breaks_gets_a_400_and_the_target_is_not_blamed() {
     assert!(!answer.contains("upstream unreachable"), "{answer}");
     let log = proxy.log();
     assert!(!log.contains("upstream unreachable"), "{log}");
+}
+
+/// An HTTPS client that trusts only the CA in `ca`.
+fn https_client(ca: &std::path::Path) -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(ca).unwrap()).unwrap();
+    reqwest::Client::builder()
+        .no_proxy()
+        .tls_certs_only([ca])
+        .build()
+        .unwrap()
+}
+
+/// POSTs a Messages request over HTTPS with `token`; the status, or the error's text.
+fn post_https(client: &reqwest::Client, url: &str, token: &str) -> Result<u16, String> {
+    block_on(async {
+        let response = client
+            .post(url)
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body("{}")
+            .send()
+            .await
+            .map_err(|err| format!("{err:?}"))?;
+        Ok(response.status().as_u16())
+    })
+}
+
+#[test]
+fn a_listener_with_a_certificate_serves_https_beyond_loopback_and_takes_a_new_one_on_sighup() {
+    use crate::support::provider::TlsIdentity;
+    let provider = FakeProvider::start();
+    let env = Env::with_provider(&provider);
+    let login = provider.issue("tls@example.com");
+    let dir = tempfile::tempdir().unwrap();
+    let first = TlsIdentity::new(dir.path(), "first");
+    let second = TlsIdentity::new(dir.path(), "second");
+    let (cert, key) = (
+        dir.path().join("proxy.pem"),
+        dir.path().join("proxy-key.pem"),
+    );
+    let install = |identity: &TlsIdentity| {
+        std::fs::copy(&identity.cert, &cert).unwrap();
+        std::fs::copy(&identity.key, &key).unwrap();
+    };
+    install(&first);
+    let tls_args = [
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ];
+
+    // Beyond loopback without --insecure-listen: TLS is what makes it acceptable.
+    let mut args = vec!["proxy", "--format", "json", "--listen", "0.0.0.0:0"];
+    args.extend_from_slice(&tls_args);
+    let proxy = env
+        .cmd(&args)
+        .env("TARGET", &provider.url)
+        .env("TOKENKEEPER_CLIENT_TOKEN", PHANTOM)
+        .stdin(format!("{}\n", login.access))
+        .serve();
+    let port = proxy.addr.rsplit(':').next().unwrap().to_string();
+    let url = format!("https://localhost:{port}/v1/messages");
+    assert!(
+        !proxy.log().contains("plain HTTP"),
+        "no plain-HTTP warning with TLS: {}",
+        proxy.log()
+    );
+    assert!(
+        proxy.log().contains(&format!("https://0.0.0.0:{port}")),
+        "{}",
+        proxy.log()
+    );
+
+    assert_eq!(post_https(&https_client(&first.ca), &url, PHANTOM), Ok(200));
+    let (headers, _) = provider.last_messages_request().unwrap();
+    assert_eq!(
+        header_of(&headers, "authorization"),
+        Some(format!("Bearer {}", login.access).as_str())
+    );
+    assert_eq!(post_https(&https_client(&first.ca), &url, "wrong"), Ok(401));
+    // A client trusting another CA refuses the certificate.
+    let refused = post_https(&https_client(&second.ca), &url, PHANTOM).unwrap_err();
+    assert!(refused.to_lowercase().contains("certificate"), "{refused}");
+    // Plain HTTP on the TLS port gets no HTTP answer: nothing is served in clear.
+    assert_eq!(raw_health(&format!("127.0.0.1:{port}")), None);
+
+    // A renewed certificate is taken up on SIGHUP, without a restart.
+    install(&second);
+    proxy.signal("HUP");
+    wait_for(|| proxy.log().contains("certificate re-read"));
+    assert_eq!(
+        post_https(&https_client(&second.ca), &url, PHANTOM),
+        Ok(200)
+    );
+    assert!(post_https(&https_client(&first.ca), &url, PHANTOM).is_err());
+    // A broken one is not: the one in use stays.
+    std::fs::write(&cert, "not a certificate\n").unwrap();
+    proxy.signal("HUP");
+    wait_for(|| proxy.log().contains("still using what was loaded before"));
+    assert_eq!(
+        post_https(&https_client(&second.ca), &url, PHANTOM),
+        Ok(200)
+    );
+    let log = proxy.log();
+    assert!(
+        !log.contains(&login.access) && !log.contains(PHANTOM),
+        "{log}"
+    );
+    drop(proxy);
+
+    // Start-up refusals are one line each: a key others can read, a key that is not the
+    // certificate's, a certificate file with no certificate.
+    install(&first);
+    let start = |extra: &[&str]| {
+        let mut args = vec!["proxy", "--listen", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        env.cmd(&args)
+            .env("TOKENKEEPER_CLIENT_TOKEN", PHANTOM)
+            .stdin(format!("{}\n", login.access))
+            .fails(1)
+    };
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    start(&tls_args).stderr_has("proxy-key.pem");
+    std::fs::copy(&second.key, &key).unwrap();
+    start(&tls_args).stderr_has("do not make a TLS identity");
+    install(&first);
+    std::fs::write(&cert, "").unwrap();
+    start(&tls_args).stderr_has("holds no PEM certificate");
+    env.cmd(&["proxy", "--tls-cert", cert.to_str().unwrap()])
+        .run()
+        .code(2)
+        .stderr_has("--tls-key");
+}
+
+/// Waits up to 10 s for `done`.
+fn wait_for(done: impl Fn() -> bool) {
+    for _ in 0..200 {
+        if done() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out waiting");
+}
+
+#[test]
+fn named_clients_each_have_a_token_of_their_own_revocable_alone_and_the_log_names_them() {
+    let provider = FakeProvider::start();
+    let env = Env::with_provider(&provider);
+    let login = provider.issue("named@example.com");
+    let file = env.root.join("clients");
+    let file_arg = file.to_str().unwrap();
+    let add = |name: &str| {
+        let out = env
+            .cmd(&["proxy-clients", "--file", file_arg, "add", name])
+            .ok();
+        out.stderr_has("shown this once");
+        out.stdout.trim().to_string()
+    };
+    let laptop = add("laptop");
+    let ci = add("ci-runner-1");
+    assert!(laptop.starts_with("tkc-") && laptop.len() > 40, "{laptop}");
+    assert_ne!(laptop, ci);
+    // The file holds names and hashes, never a token, and is the user's alone.
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(!text.contains(&laptop) && !text.contains(&ci), "{text}");
+    assert!(text.contains("laptop sha256:"), "{text}");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    env.cmd(&["proxy-clients", "--file", file_arg, "add", "laptop"])
+        .fails(2)
+        .stderr_has("already has a client 'laptop'");
+    env.cmd(&["proxy-clients", "--file", file_arg, "add", "bad/name"])
+        .fails(2);
+    let listed = env
+        .cmd(&[
+            "proxy-clients",
+            "--file",
+            file_arg,
+            "list",
+            "--format",
+            "json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(listed["clients"], json!(["laptop", "ci-runner-1"]));
+
+    let proxy = env
+        .cmd(&[
+            "proxy",
+            "--listen",
+            "127.0.0.1:0",
+            "--format",
+            "json",
+            "--clients",
+            file_arg,
+        ])
+        .env("TARGET", &provider.url)
+        .stdin(format!("{}\n", login.access))
+        .serve();
+    let send = |token: &str| {
+        block_on(async {
+            http()
+                .post(proxy.url("/v1/messages"))
+                .header("x-api-key", token)
+                .body("{}")
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        })
+    };
+    assert_eq!(send(&laptop), 200);
+    assert_eq!(send(&ci), 200);
+    assert_eq!(send("tkc-made-up"), 401);
+    wait_for(|| {
+        proxy
+            .log()
+            .contains("client=ci-runner-1 POST /v1/messages 200")
+    });
+    assert!(
+        proxy.log().contains("client=laptop POST /v1/messages 200"),
+        "{}",
+        proxy.log()
+    );
+
+    // Revoking one leaves the other working.
+    env.cmd(&["proxy-clients", "--file", file_arg, "remove", "laptop"])
+        .ok();
+    proxy.signal("HUP");
+    wait_for(|| proxy.log().contains("clients file re-read: 1 clients"));
+    assert_eq!(send(&laptop), 401);
+    assert_eq!(send(&ci), 200);
+
+    // A file that no longer parses changes nothing: a typo neither locks out nor lets in.
+    let mut broken = std::fs::read_to_string(&file).unwrap();
+    broken.push_str("oops sk-ant-pasted-a-token-by-mistake\n");
+    std::fs::write(&file, &broken).unwrap();
+    proxy.signal("HUP");
+    wait_for(|| proxy.log().contains("still using what was loaded before"));
+    assert_eq!(send(&ci), 200);
+    assert_eq!(send(&laptop), 401);
+    let log = proxy.log();
+    for secret in [&laptop, &ci, &login.access, &"sk-ant-pasted".to_string()] {
+        assert!(!log.contains(secret.as_str()), "{log}");
+    }
+    drop(proxy);
+
+    // One way to admit clients at a time; a bad file stops the start with its line number.
+    env.cmd(&["proxy", "--clients", file_arg, "--client-token", "x"])
+        .run()
+        .code(2)
+        .stderr_has("cannot be used with");
+    env.cmd(&["proxy", "--listen", "127.0.0.1:0", "--clients", file_arg])
+        .stdin(format!("{}\n", login.access))
+        .fails(1)
+        .stderr_has("clients:2:");
 }

@@ -175,7 +175,7 @@ impl FakeProvider {
     }
 
     /// Starts a provider serving HTTPS at `https://localhost:PORT`, its certificate issued by a
-    /// new CA whose PEM is written to `dir/ca.pem` (returned).
+    /// new CA whose PEM is written to `dir/provider-ca.pem` (returned).
     pub fn start_tls(dir: &Path) -> (Self, PathBuf) {
         let (acceptor, ca) = test_ca(dir);
         (Self::serve(Self::fresh_state(), Some(acceptor)), ca)
@@ -841,36 +841,65 @@ async fn download(
         .unwrap()
 }
 
-/// A fresh CA (written to `dir/ca.pem`) and a server certificate it issued for localhost and
+/// A fresh CA (written to `dir/provider-ca.pem`) and a server certificate it issued for localhost and
 /// 127.0.0.1, offering HTTP/2 and HTTP/1.1 by ALPN.
 fn test_ca(dir: &Path) -> (tokio_rustls::TlsAcceptor, PathBuf) {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "tokenkeeper test CA");
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-    let leaf_key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-        .unwrap()
-        .signed_by(&leaf_key, &issuer)
-        .unwrap();
-    let ca_path = dir.join("ca.pem");
-    std::fs::write(&ca_path, ca_cert.pem()).unwrap();
-
+    let identity = TlsIdentity::new(dir, "provider");
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let key = rustls_pki_types::PrivateKeyDer::try_from(leaf_key.serialize_der()).unwrap();
+    let key = rustls_pki_types::PrivateKeyDer::try_from(identity.key_der.clone()).unwrap();
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_no_client_auth()
-        .with_single_cert(vec![leaf.der().clone()], key)
+        .with_single_cert(vec![identity.cert_der.clone().into()], key)
         .unwrap();
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    (tokio_rustls::TlsAcceptor::from(Arc::new(config)), ca_path)
+    (
+        tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+        identity.ca,
+    )
+}
+
+/// A fresh test CA and a certificate it signed for `localhost` and `127.0.0.1`, written as PEM
+/// files (`NAME-ca.pem`, `NAME.pem`, `NAME-key.pem`, the key 0600) under `dir`.
+pub struct TlsIdentity {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    cert_der: Vec<u8>,
+    key_der: Vec<u8>,
+}
+
+impl TlsIdentity {
+    pub fn new(dir: &Path, name: &str) -> Self {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+        use std::os::unix::fs::PermissionsExt;
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, format!("tokenkeeper test CA {name}"));
+        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::new(ca_params, ca_key);
+        let leaf_key = KeyPair::generate().unwrap();
+        let leaf = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .unwrap()
+            .signed_by(&leaf_key, &issuer)
+            .unwrap();
+        let identity = Self {
+            ca: dir.join(format!("{name}-ca.pem")),
+            cert: dir.join(format!("{name}.pem")),
+            key: dir.join(format!("{name}-key.pem")),
+            cert_der: leaf.der().to_vec(),
+            key_der: leaf_key.serialize_der(),
+        };
+        std::fs::write(&identity.ca, ca_cert.pem()).unwrap();
+        std::fs::write(&identity.cert, leaf.pem()).unwrap();
+        std::fs::write(&identity.key, leaf_key.serialize_pem()).unwrap();
+        std::fs::set_permissions(&identity.key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        identity
+    }
 }
 
 /// A TCP listener that counts the connections it accepts.
