@@ -166,7 +166,7 @@ impl Stores {
             file: FileStore::new(paths.store_dir()),
             keychain: KeychainStore::from_env(),
             secret_service: SecretServiceStore::default(),
-            openbao: OpenBaoStore::default(),
+            openbao: OpenBaoStore::for_install(paths.data_dir.join("openbao-index")),
             onepassword: OnePasswordStore::default(),
         }
     }

