@@ -1,5 +1,5 @@
 //! Runs the test suite's fake Anthropic provider on its own, for manual tries and benchmarks:
-//!   cargo run --example fake_provider [-- --latency-ms N --logins N --logins-dir DIR]
+//!   cargo run --example fake_provider [-- --latency-ms N --access-lifetime-s N --logins N --logins-dir DIR]
 //! It prints the environment to point tokenkeeper at it, then serves until killed. One fresh
 //! login's credential is printed too, or with `--logins N` that many are written to
 //! `DIR/login-<i>.json` for `tokenkeeper add NAME --from file …`.
@@ -23,6 +23,11 @@ fn main() {
     let provider = provider::FakeProvider::start();
     if let Some(ms) = option("--latency-ms") {
         provider.set_latency(Duration::from_millis(ms.parse().expect("--latency-ms N")));
+    }
+    if let Some(secs) = option("--access-lifetime-s") {
+        provider.set_access_lifetime(Duration::from_secs(
+            secs.parse().expect("--access-lifetime-s N"),
+        ));
     }
     for (key, value) in provider.env() {
         println!("export {key}={value}");

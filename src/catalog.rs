@@ -108,6 +108,10 @@ pub struct Slot {
     /// refreshed here any more (a refresh would revoke the copy that was handed over).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handed_over: Option<Timestamp>,
+    /// Kept in a lineage home (OpenBao) with a record every install sees: this entry is a
+    /// cache of that record.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shared: bool,
     /// The last usage reading, for `list`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<Snapshot>,
@@ -147,12 +151,46 @@ impl Slot {
             login_record: None,
             superseded_by: None,
             refreshed_at: None,
+            shared: false,
             usage: None,
             usage_tried_at: None,
             created_at: now,
             updated_at: now,
         };
         slot.absorb(credential, now);
+        slot
+    }
+
+    /// A catalog entry for a slot another install made, from its record in `backend`.
+    pub fn from_record(record: &crate::shared::Record, backend: Backend) -> Self {
+        let mut slot = Self {
+            id: record.id.clone(),
+            name: record.name.clone(),
+            agent: record.agent.clone(),
+            kind: record.kind,
+            backend,
+            account_uuid: None,
+            email: None,
+            subscription_type: None,
+            rate_limit_tier: None,
+            organization_uuid: None,
+            organization_name: None,
+            expires_at: None,
+            refresh_expires_at: None,
+            needs_login: None,
+            stranded: None,
+            ralph: false,
+            handed_over: None,
+            login_record: None,
+            superseded_by: None,
+            refreshed_at: None,
+            shared: true,
+            usage: None,
+            usage_tried_at: None,
+            created_at: record.created_at,
+            updated_at: record.created_at,
+        };
+        record.apply_to(&mut slot);
         slot
     }
 

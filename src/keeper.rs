@@ -22,6 +22,7 @@ use crate::lock::FileLock;
 use crate::paths::Paths;
 use crate::perms;
 use crate::secret::Secret;
+use crate::shared;
 use crate::store::{self, Backend, Stores};
 use crate::usage::Snapshot;
 
@@ -54,6 +55,8 @@ pub enum Added {
     New,
     /// Same account as an existing slot: that slot now holds the newer credential.
     Updated,
+    /// The credential is the current one of a shared slot: this install now uses that slot.
+    Joined,
 }
 
 /// Result of `use`.
@@ -254,10 +257,17 @@ impl Keeper {
 
     /// Marks a slot whose refresh token the provider refused.
     pub fn mark_needs_login(&mut self, slot_id: &str, code: &str) -> Result<()> {
+        let now = self.now;
         if let Some(slot) = self.catalog.get_mut(slot_id) {
             slot.needs_login = Some(code.to_string());
+            slot.updated_at = now;
         }
-        self.save()
+        self.save()?;
+        // Every install should learn the lineage is dead, not only this one.
+        if let Some(slot) = self.catalog.get(slot_id).filter(|s| s.shared) {
+            self.write_record(slot, None)?;
+        }
+        Ok(())
     }
 
     /// Records that a slot's lineage was handed over: it is not refreshed here from now on.
@@ -367,10 +377,162 @@ impl Keeper {
         self.stores
             .get(slot.backend)
             .put(&slot.secret_key(), &credential.to_secret_json())?;
+        if slot.shared {
+            // The record follows the secret: the new refresh token's hash goes first, so
+            // every install's `add` can tell the current lineage from a stale copy.
+            let mut now_holds = slot.clone();
+            now_holds.absorb(credential, self.now);
+            self.write_record(&now_holds, Some(credential))?;
+        }
         if let Some(unapplied) = self.unapplied.remove(&slot.id) {
             let journal = Journal::new(&self.paths);
             for path in &unapplied.paths {
                 journal.remove(path)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `slot`'s record in its home, keeping the hashes the record already had.
+    fn write_record(&self, slot: &Slot, credential: Option<&Credential>) -> Result<()> {
+        let store = self.stores.get(slot.backend);
+        let former = shared::read(store, slot)?
+            .map(|record| record.refresh_hashes)
+            .unwrap_or_default();
+        shared::write(store, slot, credential, former)
+    }
+
+    /// The lineage home new slots go to, when the configured backend is one.
+    fn home(&self) -> Option<Backend> {
+        self.backend().ok().filter(|b| b.is_lineage_home())
+    }
+
+    /// Takes the lineage home's records into the catalog: slots another install added appear,
+    /// cached entries take up what changed, and slots removed elsewhere go. Without a home
+    /// configured, nothing happens.
+    pub fn sync_shared(&mut self) -> Result<()> {
+        let Some(home) = self.home() else {
+            return Ok(());
+        };
+        let records = shared::read_all(self.stores.get(home))?;
+        let before = serde_json::to_string(&self.catalog.slots).expect("slots serialise");
+        for record in &records {
+            let taken = self
+                .catalog
+                .slots
+                .iter()
+                .any(|s| s.agent == record.agent && s.name == record.name && s.id != record.id);
+            match self.catalog.get_mut(&record.id) {
+                Some(slot) => {
+                    let name = slot.name.clone();
+                    record.apply_to(slot);
+                    slot.backend = home;
+                    if taken {
+                        slot.name = name;
+                    }
+                }
+                None => {
+                    let mut slot = Slot::from_record(record, home);
+                    if taken {
+                        slot.name = self.catalog.unique_name(&record.agent, &record.name);
+                        self.notices.push(format!(
+                            "the shared slot '{}' is '{}' here: this install has a slot of that name",
+                            record.name, slot.name
+                        ));
+                    }
+                    debug!(slot = %slot.name, "took up a shared slot");
+                    self.catalog.slots.push(slot);
+                }
+            }
+        }
+        let gone: Vec<String> = self
+            .catalog
+            .slots
+            .iter()
+            .filter(|s| s.shared && s.backend == home && !records.iter().any(|r| r.id == s.id))
+            .map(|s| s.id.clone())
+            .collect();
+        for id in gone {
+            if let Some(slot) = self.catalog.remove(&id) {
+                self.notices.push(format!(
+                    "slot '{}' was removed from {home} by another install",
+                    slot.name
+                ));
+            }
+        }
+        if serde_json::to_string(&self.catalog.slots).expect("slots serialise") != before {
+            self.save()?;
+        }
+        Ok(())
+    }
+
+    /// The slot `selector` names (`None`: the active one); a name this install does not know
+    /// yet is looked for among the lineage home's records.
+    pub fn resolve(&mut self, agent: Agent, selector: Option<&str>) -> Result<Slot> {
+        match self.catalog.resolve_or_active(agent.name(), selector) {
+            Ok(slot) => Ok(slot.clone()),
+            Err(err) if selector.is_some() && self.home().is_some() => {
+                self.sync_shared()?;
+                self.catalog
+                    .resolve_or_active(agent.name(), selector)
+                    .cloned()
+                    .map_err(|_| err)
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    /// The shared slots holding other logins of `credential`'s account, none known to be dead:
+    /// adding `credential` would replace a live lineage every install uses. Empty when one is
+    /// dead (that is the one to replace) or none is there.
+    pub fn live_lineages_of_account(
+        &mut self,
+        agent: Agent,
+        credential: &Credential,
+    ) -> Result<Vec<Slot>> {
+        if self.home().is_none() {
+            return Ok(Vec::new());
+        }
+        self.sync_shared()?;
+        let Some(uuid) = agent
+            .identify(credential, self.now)
+            .and_then(|profile| profile.account_uuid)
+        else {
+            return Ok(Vec::new());
+        };
+        if self.find_lineage(agent.name(), credential)?.is_some() {
+            return Ok(Vec::new());
+        }
+        let of_account: Vec<Slot> = self
+            .catalog
+            .slots_of(agent.name())
+            .filter(|s| s.shared && s.account_uuid.as_deref() == Some(uuid.as_str()))
+            .cloned()
+            .collect();
+        if of_account.iter().any(|s| s.needs_login.is_some()) {
+            return Ok(Vec::new());
+        }
+        Ok(of_account)
+    }
+
+    /// Refuses a credential whose refresh token a shared slot had before its last refresh: a
+    /// copy left on another machine, which would revoke the lineage if stored or used.
+    fn refuse_stale_copy(&self, agent: Agent, credential: &Credential) -> Result<()> {
+        let Some(home) = self.home() else {
+            return Ok(());
+        };
+        for record in shared::read_all(self.stores.get(home))? {
+            if record.agent == agent.name()
+                && record.lineage_of(credential) == shared::Lineage::Former
+            {
+                return Err(Error::failure(format!(
+                    "this credential is a stale copy of shared slot '{}': its refresh token was already replaced by a refresh (on this or another machine), so it was not stored",
+                    record.name
+                ))
+                .with_hint(format!(
+                    "use the shared slot instead (tokenkeeper use {0}, tokenkeeper get {0}); a refresh with this copy would revoke its login",
+                    record.name
+                )));
             }
         }
         Ok(())
@@ -589,6 +751,20 @@ impl Keeper {
         account: Option<&LoginAccount>,
         live: Option<String>,
     ) -> Result<(Added, String)> {
+        self.add_lineage(agent, name, credential, account, live, false)
+    }
+
+    /// `add`; with `new_lineage`, another login of an account a shared slot holds becomes a
+    /// slot of its own instead of replacing that slot's (which happens only once it is dead).
+    pub fn add_lineage(
+        &mut self,
+        agent: Agent,
+        name: Option<&str>,
+        credential: &Credential,
+        account: Option<&LoginAccount>,
+        live: Option<String>,
+        new_lineage: bool,
+    ) -> Result<(Added, String)> {
         if !agent.holds(credential) {
             let other = Agent::ALL
                 .into_iter()
@@ -612,12 +788,26 @@ impl Keeper {
             catalog::validate_name(name)?;
         }
         let uuid = account.and_then(|a| a.uuid.as_deref());
-        let same_account = match self.find_lineage(agent.name(), credential)? {
-            Some(id) => Some(id),
+        let home = self.home();
+        if home.is_some() {
+            self.sync_shared()?;
+            self.refuse_stale_copy(agent, credential)?;
+        }
+        let same_lineage = self.find_lineage(agent.name(), credential)?;
+        let same_account = match &same_lineage {
+            Some(id) => Some(id.clone()),
             None => uuid.and_then(|uuid| {
-                self.catalog
-                    .slots_of(agent.name())
-                    .find(|s| s.account_uuid.as_deref() == Some(uuid))
+                let of_account = || {
+                    self.catalog
+                        .slots_of(agent.name())
+                        // Another login beside a shared one only when asked for.
+                        .filter(|s| !(new_lineage && s.shared))
+                        .filter(|s| s.account_uuid.as_deref() == Some(uuid))
+                };
+                // A dead login of the account is the one a new login replaces.
+                of_account()
+                    .find(|s| s.needs_login.is_some())
+                    .or_else(|| of_account().next())
                     .map(|s| s.id.clone())
             }),
         };
@@ -627,8 +817,22 @@ impl Keeper {
                 if let Some(name) = name.filter(|n| *n != slot.name) {
                     self.notices.push(format!("this is the account of slot '{}'; updated that slot and kept its name (not '{name}')", slot.name));
                 }
-                self.put(&slot, credential)?;
-                (Added::Updated, id)
+                if slot.shared && same_lineage.is_none() && slot.needs_login.is_none() {
+                    // A live lineage every install uses is not replaced by another login.
+                    return Err(Error::failure(format!(
+                        "shared slot '{}' holds another login of this account, and it is not known to be dead",
+                        slot.name
+                    ))
+                    .with_hint("keep both with --new-lineage, or log that slot in again once it needs it"));
+                }
+                if slot.shared && same_lineage.is_some() {
+                    // The current tokens of a shared slot: nothing to store; this install
+                    // now knows the slot, and the store keeps the one copy.
+                    (Added::Joined, id)
+                } else {
+                    self.put(&slot, credential)?;
+                    (Added::Updated, id)
+                }
             }
             None => {
                 let name = match name {
@@ -655,9 +859,11 @@ impl Keeper {
                             .with_hint(format!("choose another name, or remove the old slot first: tokenkeeper remove {name}")));
                     }
                     None => {
-                        let slot =
+                        let mut slot =
                             Slot::new(agent.name(), &name, credential, self.backend()?, self.now);
                         self.put(&slot, credential)?;
+                        // Its record is written below, once the slot knows its account.
+                        slot.shared = home == Some(slot.backend);
                         let id = slot.id.clone();
                         self.catalog.slots.push(slot);
                         (Added::New, id)
@@ -690,13 +896,17 @@ impl Keeper {
             self.record_live(agent.name(), &id, fingerprint);
         }
         self.save()?;
+        let slot = self.catalog.get(&id).expect("present");
+        if slot.shared && outcome == Added::New {
+            self.write_record(slot, Some(credential))?;
+        }
         Ok((outcome, id))
     }
 
     /// Makes a slot the one Claude Code uses, first saving any newer live credential.
     pub fn switch(&mut self, agent: Agent, selector: &str) -> Result<(Switched, Slot)> {
         self.sync_live(agent)?;
-        let slot = self.catalog.resolve(agent.name(), selector)?.clone();
+        let slot = self.resolve(agent, Some(selector))?;
         let settled = self.settle(&slot.id)?;
         let live = agent.live()?;
         let record = self.catalog.live.get(agent.name());
@@ -792,7 +1002,7 @@ impl Keeper {
     /// the slot's id, so nothing stored moves.
     pub fn rename(&mut self, agent: Agent, selector: &str, new: &str) -> Result<String> {
         catalog::validate_name(new)?;
-        let slot = self.catalog.resolve(agent.name(), selector)?.clone();
+        let slot = self.resolve(agent, Some(selector))?;
         if let Some(other) = self.catalog.by_name(agent.name(), new)
             && other.id != slot.id
         {
@@ -806,6 +1016,11 @@ impl Keeper {
         }
         self.catalog.get_mut(&slot.id).expect("resolved").name = new.to_string();
         self.save()?;
+        if slot.shared {
+            // Every install takes up the new name at its next look at the records.
+            let renamed = self.catalog.get(&slot.id).expect("resolved");
+            self.write_record(renamed, None)?;
+        }
         Ok(slot.name)
     }
 
@@ -901,7 +1116,7 @@ impl Keeper {
         tombstone: Option<&Secret>,
     ) -> Result<Removed> {
         self.sync_live(agent)?;
-        let slot = self.catalog.resolve(agent.name(), selector)?.clone();
+        let slot = self.resolve(agent, Some(selector))?;
         let owns_live = self
             .catalog
             .live
@@ -934,6 +1149,11 @@ impl Keeper {
             None
         };
         let store = self.stores.get(slot.backend);
+        if slot.shared {
+            // Before the secret: a record without its secret would show every install a slot
+            // it cannot use, while a secret left by a crash here is only a leftover.
+            shared::delete(store, &slot)?;
+        }
         match tombstone {
             Some(tombstone) => store.put(&slot.secret_key(), tombstone)?,
             None => {

@@ -27,6 +27,7 @@ pub mod ralph;
 pub mod refresh;
 pub mod secret;
 pub mod setup;
+pub mod shared;
 pub mod store;
 pub mod timefmt;
 pub mod usage;

@@ -197,10 +197,7 @@ pub fn ensure_fresh(
         let mut keeper = Keeper::open(paths.clone())?;
         keeper.sync_live(agent)?;
         keeper.flush_notices_to_stderr();
-        let mut slot = keeper
-            .catalog()
-            .resolve_or_active(agent.name(), selector)?
-            .clone();
+        let mut slot = keeper.resolve(agent, selector)?;
         let mut superseded = None;
         if slot.superseded_by.is_some() {
             match keeper.settle(&slot.id)? {
@@ -453,11 +450,8 @@ pub fn after_unauthorized(
     rejected: &crate::secret::Secret,
 ) -> Result<Fresh> {
     let (slot, credential) = {
-        let keeper = Keeper::open(paths.clone())?;
-        let slot = keeper
-            .catalog()
-            .resolve_or_active(agent.name(), selector)?
-            .clone();
+        let mut keeper = Keeper::open(paths.clone())?;
+        let slot = keeper.resolve(agent, selector)?;
         let credential = keeper.credential(&slot)?;
         (slot, credential)
     };

@@ -26,7 +26,14 @@ Examples:
   claude setup-token | tokenkeeper add ci-token --from stdin
   tokenkeeper add old --from file ~/backup/.credentials.json
 
-Adding an account that already has a slot (same refresh token or account) updates that slot.")]
+Adding an account that already has a slot (same refresh token or account) updates that slot.
+
+With a store several machines share (OpenBao), the store is each slot's one home: another
+install lists and uses its slots without adding them. Adding the current tokens of a shared
+slot joins it; a copy whose refresh token was since replaced (another machine refreshed) is
+refused, since using it would revoke the login; another login of an account a shared slot
+holds replaces that slot's only once it is dead (it is refreshed once to find out), or is
+kept beside it with --new-lineage.")]
 pub struct Args {
     /// Slot name [default: the local part of the account's email, when known].
     pub name: Option<String>,
@@ -35,6 +42,11 @@ pub struct Args {
     /// (JSON or a bare token), or `file PATH`.
     #[arg(long, num_args = 1..=2, value_names = ["SOURCE", "PATH"], default_value = "live")]
     pub from: Vec<String>,
+
+    /// With a shared store: keep another login of an account a shared slot already holds as a
+    /// slot of its own, instead of replacing that slot's once it is dead.
+    #[arg(long)]
+    pub new_lineage: bool,
 
     #[command(flatten)]
     pub agent: AgentArg,
@@ -88,12 +100,16 @@ pub fn run(args: Args, paths: &Paths, format: Format) -> Result<u8> {
             let managed = keeper.catalog().live.contains_key(agent.name());
             let login = keeper::read_live_login(agent, managed)?;
             tracing::info!(path = %login.path, "read the live credential");
-            let (outcome, id) = keeper.add(
+            if !args.new_lineage {
+                keeper = make_way(keeper, paths, agent, &login.credential)?;
+            }
+            let (outcome, id) = keeper.add_lineage(
                 agent,
                 name.as_deref(),
                 &login.credential,
                 login.account.as_ref(),
                 Some(login.fingerprint),
+                args.new_lineage,
             )?;
             (outcome, id, true)
         }
@@ -109,7 +125,17 @@ pub fn run(args: Args, paths: &Paths, format: Format) -> Result<u8> {
                 ),
             };
             let (credential, _) = Credential::from_input(&input, &origin, now)?;
-            let (outcome, id) = keeper.add(agent, name.as_deref(), &credential, None, None)?;
+            if !args.new_lineage {
+                keeper = make_way(keeper, paths, agent, &credential)?;
+            }
+            let (outcome, id) = keeper.add_lineage(
+                agent,
+                name.as_deref(),
+                &credential,
+                None,
+                None,
+                args.new_lineage,
+            )?;
             (outcome, id, false)
         }
     };
@@ -120,6 +146,7 @@ pub fn run(args: Args, paths: &Paths, format: Format) -> Result<u8> {
     let action = match outcome {
         Added::New => "added",
         Added::Updated => "updated",
+        Added::Joined => "joined",
     };
     if format == Format::Json {
         return output::json(
@@ -143,6 +170,58 @@ pub fn run(args: Args, paths: &Paths, format: Format) -> Result<u8> {
         details.join(", ")
     ))
     .map(|()| 0)
+}
+
+/// When shared slots hold other logins of the credential's account, finds out whether one of
+/// them is dead — by refreshing each once, which every install takes up if it lives — since
+/// only a dead one may be replaced. Refuses while they all live; gives back a keeper that knows.
+fn make_way(
+    mut keeper: Keeper,
+    paths: &Paths,
+    agent: crate::agent::Agent,
+    credential: &Credential,
+) -> Result<Keeper> {
+    let others = keeper.live_lineages_of_account(agent, credential)?;
+    if others.is_empty() {
+        return Ok(keeper);
+    }
+    // A refresh takes the state lock itself.
+    drop(keeper);
+    let policy = crate::refresh::Policy::from_env()?;
+    let mut unknown = None;
+    for slot in &others {
+        tracing::info!(slot = %slot.name, "checking whether this login of the account lives");
+        if let Err(err) =
+            crate::refresh::ensure_fresh(paths, agent, Some(&slot.name), true, &policy)
+        {
+            unknown = Some((slot.name.clone(), err));
+        }
+        let keeper = Keeper::open(paths.clone())?;
+        if keeper
+            .catalog()
+            .get(&slot.id)
+            .is_some_and(|s| s.needs_login.is_some())
+        {
+            tracing::info!(slot = %slot.name, "its login is dead: replacing it");
+            return Ok(keeper);
+        }
+    }
+    let names: Vec<&str> = others.iter().map(|s| s.name.as_str()).collect();
+    Err(match unknown {
+        Some((name, err)) => Error::failure(format!(
+            "cannot tell whether shared slot '{name}' (another login of this account) still lives: {}",
+            err.message()
+        ))
+        .with_hint("try again once the provider answers, or keep both with --new-lineage"),
+        None => Error::failure(format!(
+            "shared slot '{}' holds another, live login of this account (it just refreshed); it was not replaced",
+            names.join("', '")
+        ))
+        .with_hint(format!(
+            "keep both with: tokenkeeper add NAME --new-lineage; or use the shared one: tokenkeeper use {}",
+            names[0]
+        )),
+    })
 }
 
 fn read_file(path: &PathBuf) -> Result<Secret> {

@@ -96,9 +96,7 @@ pub fn run(args: Args, paths: &Paths, format: Format) -> Result<u8> {
     keeper.sync_live(agent)?;
     output::flush_notices(&mut keeper);
     let now = keeper.now();
-    let slot = keeper
-        .catalog()
-        .resolve_or_active(agent.name(), args.slot.as_deref())?;
+    let slot = &keeper.resolve(agent, args.slot.as_deref())?;
     let credential = keeper.credential(slot)?;
     output::warn_expiry(slot);
     let expires_at = credential.expires_at();

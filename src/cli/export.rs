@@ -71,7 +71,7 @@ pub fn run(args: Args, paths: &Paths, format: Format) -> Result<u8> {
     let mut keeper = Keeper::open(paths.clone())?;
     keeper.sync_live(agent)?;
     output::flush_notices(&mut keeper);
-    let slot = keeper.catalog().resolve(agent.name(), &args.slot)?.clone();
+    let slot = keeper.resolve(agent, Some(&args.slot))?;
     output::warn_expiry(&slot);
     let credential = match fresh {
         Some(fresh) => fresh.credential,

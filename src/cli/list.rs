@@ -54,6 +54,9 @@ pub fn run(args: Args, paths: &Paths, format: Format) -> Result<u8> {
         None => Agent::ALL.to_vec(),
     };
     let mut keeper = Keeper::open(paths.clone())?;
+    if let Err(err) = keeper.sync_shared() {
+        output::warn(&format!("showing the slots known here: {}", err.message()));
+    }
     for agent in &agents {
         keeper.sync_live(*agent)?;
     }
@@ -216,7 +219,12 @@ fn render(
         let mut row = vec![
             if *active { "*" } else { "" }.to_string(),
             format!("#{index}"),
-            slot.name.clone(),
+            // A slot whose lineage lives in a shared store, for every install that uses it.
+            if slot.shared {
+                format!("{} (shared)", slot.name)
+            } else {
+                slot.name.clone()
+            },
         ];
         if agent_column {
             row.push(slot.agent.clone());

@@ -81,6 +81,7 @@ pub fn slot_json(slot: &Slot, active: bool, now: Timestamp) -> Value {
         "agent": slot.agent,
         "kind": slot.kind,
         "active": active,
+        "shared": slot.shared,
         "account_uuid": slot.account_uuid,
         "email": slot.email,
         "subscription_type": slot.subscription_type,

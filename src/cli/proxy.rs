@@ -231,8 +231,8 @@ pub fn run(args: Args, paths: &Paths, format: Format) -> Result<u8> {
     // What the slot's agent wants upstream: its default target and non-secret headers.
     let slot_login = match &args.slot {
         Some(selector) => {
-            let keeper = crate::keeper::Keeper::open(paths.clone())?;
-            let slot = keeper.catalog().resolve(agent.name(), selector)?.clone();
+            let mut keeper = crate::keeper::Keeper::open(paths.clone())?;
+            let slot = keeper.resolve(agent, Some(selector))?;
             Some(keeper.credential(&slot)?)
         }
         None => None,

@@ -114,8 +114,8 @@ pub fn setup(args: SetupArgs, paths: &Paths, format: Format) -> Result<u8> {
 pub fn rotate(args: RotateArgs, paths: &Paths, format: Format) -> Result<u8> {
     let agent = args.agent.agent;
     let slot = {
-        let keeper = Keeper::open(paths.clone())?;
-        keeper.catalog().resolve(agent.name(), &args.slot)?.clone()
+        let mut keeper = Keeper::open(paths.clone())?;
+        keeper.resolve(agent, Some(&args.slot))?
     };
     if slot.kind != Kind::LongLived {
         return Err(Error::usage(format!(
@@ -148,8 +148,8 @@ pub fn rotate(args: RotateArgs, paths: &Paths, format: Format) -> Result<u8> {
 pub fn revoke(args: RevokeArgs, paths: &Paths, format: Format) -> Result<u8> {
     let agent = args.agent.agent;
     let slot = {
-        let keeper = Keeper::open(paths.clone())?;
-        keeper.catalog().resolve(agent.name(), &args.slot)?.clone()
+        let mut keeper = Keeper::open(paths.clone())?;
+        keeper.resolve(agent, Some(&args.slot))?
     };
     if !args.yes {
         confirm(&format!(

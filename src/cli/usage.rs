@@ -46,15 +46,13 @@ pub fn run(args: Args, paths: &Paths, format: Format) -> Result<u8> {
         let mut keeper = Keeper::open(paths.clone())?;
         keeper.sync_live(agent)?;
         output::flush_notices(&mut keeper);
-        let catalog = keeper.catalog();
         if args.selection.all {
-            catalog.slots_of(agent.name()).cloned().collect()
+            if let Err(err) = keeper.sync_shared() {
+                output::warn(&format!("showing the slots known here: {}", err.message()));
+            }
+            keeper.catalog().slots_of(agent.name()).cloned().collect()
         } else {
-            vec![
-                catalog
-                    .resolve_or_active(agent.name(), args.selection.slot.as_deref())?
-                    .clone(),
-            ]
+            vec![keeper.resolve(agent, args.selection.slot.as_deref())?]
         }
     };
     if slots.is_empty() {

@@ -223,6 +223,11 @@ impl Daemon {
     fn slots_of(&mut self, agent: Agent) -> Result<Vec<Slot>> {
         let mut keeper = Keeper::open(self.paths.clone())?;
         keeper.sync_live(agent)?;
+        // Slots another install added to a shared store are kept alive here too (one refresh
+        // per lineage across installs still holds: the store's lease).
+        if let Err(err) = keeper.sync_shared() {
+            warn!(error = %err.message(), "cannot read the shared slot records; going on with the slots known here");
+        }
         for notice in std::mem::take(&mut keeper.notices) {
             info!("{notice}");
         }

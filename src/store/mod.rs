@@ -78,6 +78,12 @@ pub trait SecretStore {
     fn lease(&self, _key: &SecretKey, _wait: std::time::Duration) -> Result<Option<Lease>> {
         Ok(None)
     }
+
+    /// The accounts stored under `service`, for a backend that can list them (the lineage
+    /// home); `None` when it cannot.
+    fn list(&self, _service: &str) -> Result<Option<Vec<String>>> {
+        Ok(None)
+    }
 }
 
 /// A refresh lease taken from a shared backend; released when dropped.
@@ -131,6 +137,13 @@ impl Backend {
     /// Whether other machines may use the same secrets (a server, a shared vault).
     pub fn is_shared(self) -> bool {
         matches!(self, Backend::OpenBao | Backend::OnePassword)
+    }
+
+    /// Whether the backend can be the one home of a lineage for every install that uses it:
+    /// shared, with a check-and-set write (one refresh at a time across machines) and a way to
+    /// list what it holds. 1Password is shared but has neither, so it is not.
+    pub fn is_lineage_home(self) -> bool {
+        matches!(self, Backend::OpenBao)
     }
 
     pub fn as_str(self) -> &'static str {

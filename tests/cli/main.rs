@@ -28,6 +28,7 @@ mod refresh;
 mod rename;
 mod secrets;
 mod setup;
+mod shared;
 mod status;
 mod usage;
 mod use_slot;

@@ -65,6 +65,11 @@ impl Ledger {
             .is_some_and(|&f| self.revoked[f])
     }
 
+    /// How many families are revoked.
+    pub fn revoked_families(&self) -> usize {
+        self.revoked.iter().filter(|r| **r).count()
+    }
+
     pub fn is_revoked(&self, family: usize) -> bool {
         self.revoked[family]
     }

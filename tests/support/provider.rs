@@ -197,6 +197,7 @@ impl FakeProvider {
             .route("/v1/messages/count_tokens", post(count_tokens))
             .route("/test/upload", post(upload))
             .route("/test/download", get(download))
+            .route("/test/stats", get(stats))
             .route("/test/unauthorized", get(unauthorized).post(unauthorized))
             .with_state(inner.clone());
         let counted = inner.clone();
@@ -805,6 +806,16 @@ async fn unauthorized(State(inner): State<Arc<Mutex<Inner>>>) -> Response {
 /// The byte at `offset` of every download: a pattern a reader can check without a copy.
 pub fn download_byte(offset: u64) -> u8 {
     (offset % 251) as u8
+}
+
+/// `GET /test/stats`: refreshes served and families revoked so far, for benchmarks that run
+/// the provider on its own.
+async fn stats(State(inner): State<Arc<Mutex<Inner>>>) -> Json<Value> {
+    let inner = inner.lock().unwrap();
+    Json(json!({
+        "refreshes": inner.refreshes_served,
+        "revoked_families": inner.ledger.revoked_families(),
+    }))
 }
 
 /// `GET /test/download?bytes=N`: streams N pattern bytes in 64 KiB chunks, produced only as

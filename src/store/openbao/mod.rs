@@ -520,6 +520,34 @@ impl SecretStore for OpenBaoStore {
         Ok(())
     }
 
+    fn list(&self, service: &str) -> Result<Option<Vec<String>>> {
+        let server = self.server()?;
+        let path = format!(
+            "/v1/{}/metadata/{}/{}?list=true",
+            server.mount,
+            server.prefix,
+            encode(service)
+        );
+        let what = format!("list {service}");
+        let found = net::block_on(server.call(Method::GET, &path, None, &what))?;
+        let Some(body) = found else {
+            return Ok(Some(Vec::new()));
+        };
+        let keys = body["data"]["keys"].as_array().ok_or_else(|| {
+            Error::failure(format!(
+                "openbao: cannot {what}: the answer has no list of keys"
+            ))
+        })?;
+        Ok(Some(
+            keys.iter()
+                .filter_map(Value::as_str)
+                // Folders end in '/': none are made here.
+                .filter(|key| !key.ends_with('/'))
+                .map(str::to_string)
+                .collect(),
+        ))
+    }
+
     fn delete(&self, key: &SecretKey) -> Result<bool> {
         let server = self.server()?;
         let url = server.url("metadata", key);
