@@ -8,6 +8,10 @@
   hold URL COUNT PIDFILE...       opens COUNT streams through URL, waits until each got its
                                   first event, prints the RSS (KiB) of the given processes, and
                                   closes them
+  crowd URL IDLE STREAMS PID...   opens IDLE keep-alive connections (one short request each,
+                                  then idle) and STREAMS open streams through URL, prints the
+                                  RSS (KiB) of the given processes, holds them all until stdin
+                                  is closed, then closes them
 
 Send and receive times come from the same machine's clock, so the delay is what the hops in
 between (none, nginx, or tokenkeeper) add.
@@ -129,6 +133,40 @@ async def hold(url, count, pids):
         writer.close()
 
 
+async def idle_connection(url):
+    parts = urlsplit(url)
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    writer.write(
+        (
+            f"GET {parts.path}?events=1&interval_ms=0 HTTP/1.1\r\nhost: {parts.netloc}\r\n"
+            "authorization: Bearer phantom\r\n\r\n"
+        ).encode()
+    )
+    await writer.drain()
+    head = await reader.readuntil(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.1 200"):
+        raise SystemExit(f"{url}: {head[:60]!r}")
+    await reader.readuntil(b"0\r\n\r\n")
+    return reader, writer
+
+
+async def crowd(url, idle, count, pids):
+    held = []
+    for start in range(0, idle, 500):
+        batch = [idle_connection(url) for _ in range(start, min(idle, start + 500))]
+        held += await asyncio.gather(*batch)
+    streams = []
+    for start in range(0, count, 100):
+        batch = [open_stream(url, 1_000_000, 1000) for _ in range(start, min(count, start + 100))]
+        streams += await asyncio.gather(*batch)
+    for reader, _ in streams:
+        await events_of(reader).__anext__()
+    print(rss_kib(pids), flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    for _, writer in held + streams:
+        writer.close()
+
+
 def main():
     mode, *args = sys.argv[1:]
     if mode == "serve":
@@ -137,6 +175,8 @@ def main():
         asyncio.run(delay(args[0], int(args[1]), int(args[2])))
     elif mode == "hold":
         asyncio.run(hold(args[0], int(args[1]), [int(p) for p in args[2:]]))
+    elif mode == "crowd":
+        asyncio.run(crowd(args[0], int(args[1]), int(args[2]), [int(p) for p in args[3:]]))
     else:
         raise SystemExit(__doc__)
 
