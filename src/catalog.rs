@@ -130,11 +130,39 @@ impl Slot {
         backend: Backend,
         now: Timestamp,
     ) -> Self {
-        let mut slot = Self {
-            id: new_id(),
+        let mut slot = Self::blank(new_id(), name, agent, credential.kind(), backend, now);
+        slot.absorb(credential, now);
+        slot
+    }
+
+    /// A catalog entry for a slot another install made, from its record in `backend`.
+    pub fn from_record(record: &crate::shared::Record, backend: Backend) -> Self {
+        let mut slot = Self::blank(
+            record.id.clone(),
+            &record.name,
+            &record.agent,
+            record.kind,
+            backend,
+            record.created_at,
+        );
+        record.apply_to(&mut slot);
+        slot
+    }
+
+    /// A slot that knows nothing yet beyond what it is called and where it is kept.
+    fn blank(
+        id: String,
+        name: &str,
+        agent: &str,
+        kind: Kind,
+        backend: Backend,
+        now: Timestamp,
+    ) -> Self {
+        Self {
+            id,
             name: name.to_string(),
             agent: agent.to_string(),
-            kind: credential.kind(),
+            kind,
             backend,
             account_uuid: None,
             email: None,
@@ -156,42 +184,7 @@ impl Slot {
             usage_tried_at: None,
             created_at: now,
             updated_at: now,
-        };
-        slot.absorb(credential, now);
-        slot
-    }
-
-    /// A catalog entry for a slot another install made, from its record in `backend`.
-    pub fn from_record(record: &crate::shared::Record, backend: Backend) -> Self {
-        let mut slot = Self {
-            id: record.id.clone(),
-            name: record.name.clone(),
-            agent: record.agent.clone(),
-            kind: record.kind,
-            backend,
-            account_uuid: None,
-            email: None,
-            subscription_type: None,
-            rate_limit_tier: None,
-            organization_uuid: None,
-            organization_name: None,
-            expires_at: None,
-            refresh_expires_at: None,
-            needs_login: None,
-            stranded: None,
-            ralph: false,
-            handed_over: None,
-            login_record: None,
-            superseded_by: None,
-            refreshed_at: None,
-            shared: true,
-            usage: None,
-            usage_tried_at: None,
-            created_at: record.created_at,
-            updated_at: record.created_at,
-        };
-        record.apply_to(&mut slot);
-        slot
+        }
     }
 
     /// Copies what the credential says about itself into the slot's metadata. A new credential

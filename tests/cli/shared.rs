@@ -32,6 +32,25 @@ fn names(env: &Env) -> Vec<String> {
         .collect()
 }
 
+/// The text of every slot record the store holds.
+fn record_texts(bao: &OpenBao) -> String {
+    records(bao)
+        .iter()
+        .map(|key| {
+            let out = std::process::Command::new("curl")
+                .args(["-s", "-H"])
+                .arg(format!("X-Vault-Token: {}", bao.token))
+                .arg(format!(
+                    "{}/v1/secret/data/tokenkeeper/tokenkeeper-slots/{key}",
+                    bao.address
+                ))
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).to_string()
+        })
+        .collect()
+}
+
 /// The slot records the store holds.
 fn records(bao: &OpenBao) -> Vec<String> {
     let out = std::process::Command::new("curl")
@@ -168,6 +187,18 @@ fn adding_the_current_tokens_joins_the_slot_and_a_stale_copy_is_refused() {
     assert_ne!(current, login.refresh);
     assert!(provider.is_current(&current) && !provider.family_revoked(&current));
     assert_eq!(b.refresh_token_of("team"), current);
+    // The record holds hashes of the refresh tokens, the current one and the former, never
+    // a token.
+    let text = record_texts(&bao);
+    assert!(text.contains("refresh_hashes"), "{text}");
+    for token in [
+        &login.refresh,
+        &login.access,
+        &current,
+        &a.access_token_of("team"),
+    ] {
+        assert!(!text.contains(token.as_str()), "{text}");
+    }
     assert_eq!(names(&c), vec!["team"]);
 }
 
