@@ -379,10 +379,19 @@ impl Keeper {
             .put(&slot.secret_key(), &credential.to_secret_json())?;
         if slot.shared {
             // The record follows the secret: the new refresh token's hash goes first, so
-            // every install's `add` can tell the current lineage from a stale copy.
+            // every install's `add` can tell the current lineage from a stale copy. The
+            // secret is what must not be lost; a record left behind only shows other installs
+            // an older expiry until the next write (and an `add` that cannot tell a copy by
+            // its hash still finds the lineage by reading the secret).
             let mut now_holds = slot.clone();
             now_holds.absorb(credential, self.now);
-            self.write_record(&now_holds, Some(credential))?;
+            if let Err(err) = self.write_record(&now_holds, Some(credential)) {
+                self.notices.push(format!(
+                    "the shared record of slot '{}' was not updated: {}",
+                    slot.name,
+                    err.message()
+                ));
+            }
         }
         if let Some(unapplied) = self.unapplied.remove(&slot.id) {
             let journal = Journal::new(&self.paths);
@@ -1208,8 +1217,25 @@ impl Keeper {
                 slot.name
             )));
         }
-        self.catalog.get_mut(slot_id).expect("present").backend = to;
+        // Into a lineage home, the slot becomes one every install sees; out of it, the
+        // record goes first, so no install is shown a slot whose secret is leaving.
+        let into_home = to.is_lineage_home() && !slot.ralph;
+        if slot.shared && !into_home {
+            shared::delete(self.stores.get(from), &slot)?;
+        }
+        let moved = self.catalog.get_mut(slot_id).expect("present");
+        moved.backend = to;
+        moved.shared = into_home;
         self.save()?;
+        if into_home {
+            let moved = self.catalog.get(slot_id).expect("present");
+            let credential = Credential::parse(
+                secret.expose_secret().as_bytes(),
+                &format!("slot '{}'", slot.name),
+            )
+            .ok();
+            self.write_record(moved, credential.as_ref())?;
+        }
         failpoint("migrate:after-catalog");
         let removed = match self.stores.get(from).delete(&key) {
             Ok(_) => true,

@@ -293,3 +293,31 @@ fn proxies_on_two_installs_serve_one_shared_slot_with_one_refresh() {
         assert!(!proxy.log().contains(&current), "{}", proxy.log());
     }
 }
+
+#[test]
+fn a_slot_migrated_into_the_shared_store_is_seen_by_every_install_and_out_of_it_by_none() {
+    let bao = OpenBao::start();
+    let provider = FakeProvider::start();
+    let mut a = install(&provider, &bao);
+    a.set("TOKENKEEPER_BACKEND", "file");
+    let b = install(&provider, &bao);
+    let login = provider.issue("moved@example.com");
+    a.add_login("laptop", &login);
+    assert!(names(&b).is_empty(), "a file slot is this install's own");
+
+    a.set("TOKENKEEPER_BACKEND", "openbao");
+    a.cmd(&["migrate", "--to", "openbao", "laptop"]).ok();
+    assert_eq!(names(&b), vec!["laptop"]);
+    assert_eq!(b.access_token_of("laptop"), login.access);
+    // B's add of the same tokens joins the migrated slot: its record knows the lineage.
+    add_blob(&b, "laptop", &login, &[])
+        .code(0)
+        .stdout_has("joined claude slot 'laptop'");
+
+    a.cmd(&["migrate", "--to", "file", "laptop"]).ok();
+    assert!(records(&bao).is_empty());
+    let out = b.cmd(&["list", "--no-usage"]).ok();
+    out.stderr_has("slot 'laptop' was removed from openbao by another install");
+    assert_eq!(names(&a), vec!["laptop"]);
+    assert_eq!(a.access_token_of("laptop"), login.access);
+}
