@@ -200,13 +200,22 @@ struct Node {
 
 impl OpenBaoCluster {
     pub fn start(n: usize) -> Self {
+        // One cluster starts at a time: three servers electing and joining under the load of
+        // the other tests is slow enough already.
+        static STARTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _starting = STARTING
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let dir = tempfile::tempdir().unwrap();
-        let free = || {
-            std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port()
+        // Below the ephemeral range (32768+), so that no client connection of another test
+        // takes the port between this check and the server's bind.
+        let free = || loop {
+            let mut random = [0u8; 2];
+            getrandom::fill(&mut random).unwrap();
+            let port = 20_000 + u16::from_be_bytes(random) % 12_000;
+            if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                return port;
+            }
         };
         let ports: Vec<(u16, u16)> = (0..n).map(|_| (free(), free())).collect();
         let first = format!("http://127.0.0.1:{}", ports[0].0);
@@ -289,14 +298,24 @@ disable_mlock = true
         super::wait_until(30, "the first node to lead", || {
             health(&nodes[0].address) == Some(200)
         });
-        for node in &nodes[1..] {
+        for (i, node) in nodes.iter().enumerate().skip(1) {
             // A joining node takes the key once it has fetched the cluster's challenge.
-            super::wait_until(60, "a node to join and be unsealed", || {
-                health(&node.address) == Some(429) || {
-                    unseal(&node.address);
-                    health(&node.address) == Some(429)
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+            let standby = |address: &str| matches!(health(address), Some(429 | 473));
+            while !standby(&node.address) {
+                unseal(&node.address);
+                if std::time::Instant::now() > deadline {
+                    let log = std::fs::read_to_string(dir.path().join(format!("node{i}.log")));
+                    let leader = std::fs::read_to_string(dir.path().join("node0.log"));
+                    panic!(
+                        "node{i} did not join and unseal within 120 s (health {:?})\n--- node{i}\n{}\n--- node0\n{}",
+                        health(&node.address),
+                        log.unwrap_or_default(),
+                        leader.unwrap_or_default()
+                    );
                 }
-            });
+                std::thread::sleep(std::time::Duration::from_millis(250));
+            }
         }
         let cluster = Self {
             nodes,
