@@ -474,7 +474,7 @@ pub fn name_from_email(email: &str) -> Option<String> {
 fn new_id() -> String {
     let mut bytes = [0u8; 8];
     getrandom::fill(&mut bytes).expect("the OS random source works");
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    crate::hex::encode(&bytes)
 }
 
 #[cfg(test)]

@@ -417,11 +417,11 @@ impl Keeper {
     }
 
     /// Takes the lineage home's records into the catalog: slots another install added appear,
-    /// cached entries take up what changed, and slots removed elsewhere go. Without a home
-    /// configured, nothing happens.
-    pub fn sync_shared(&mut self) -> Result<()> {
+    /// cached entries take up what changed, and slots removed elsewhere go. Gives back the
+    /// records read; without a home configured, there are none and nothing happens.
+    pub fn sync_shared(&mut self) -> Result<Vec<shared::Record>> {
         let Some(home) = self.home() else {
-            return Ok(());
+            return Ok(Vec::new());
         };
         let records = shared::read_all(self.stores.get(home))?;
         let before = serde_json::to_string(&self.catalog.slots).expect("slots serialise");
@@ -472,7 +472,7 @@ impl Keeper {
         if serde_json::to_string(&self.catalog.slots).expect("slots serialise") != before {
             self.save()?;
         }
-        Ok(())
+        Ok(records)
     }
 
     /// The slot `selector` names (`None`: the active one); a name this install does not know
@@ -524,13 +524,15 @@ impl Keeper {
         Ok(of_account)
     }
 
-    /// Refuses a credential whose refresh token a shared slot had before its last refresh: a
-    /// copy left on another machine, which would revoke the lineage if stored or used.
-    fn refuse_stale_copy(&self, agent: Agent, credential: &Credential) -> Result<()> {
-        let Some(home) = self.home() else {
-            return Ok(());
-        };
-        for record in shared::read_all(self.stores.get(home))? {
+    /// Refuses a credential whose refresh token a shared slot (one of `records`) had before its
+    /// last refresh: a copy left on another machine, which would revoke the lineage if stored
+    /// or used.
+    fn refuse_stale_copy(
+        records: &[shared::Record],
+        agent: Agent,
+        credential: &Credential,
+    ) -> Result<()> {
+        for record in records {
             if record.agent == agent.name()
                 && record.lineage_of(credential) == shared::Lineage::Former
             {
@@ -751,21 +753,10 @@ impl Keeper {
     /// Registers a credential as a slot, or updates the slot that already holds its account.
     ///
     /// `live` is the fingerprint of the live file when the credential was read from it: the
-    /// slot then becomes the active one, the one tokenkeeper manages the live file for.
+    /// slot then becomes the active one, the one tokenkeeper manages the live file for. With
+    /// `new_lineage`, another login of an account a shared slot holds becomes a slot of its
+    /// own instead of replacing that slot's (which happens only once it is dead).
     pub fn add(
-        &mut self,
-        agent: Agent,
-        name: Option<&str>,
-        credential: &Credential,
-        account: Option<&LoginAccount>,
-        live: Option<String>,
-    ) -> Result<(Added, String)> {
-        self.add_lineage(agent, name, credential, account, live, false)
-    }
-
-    /// `add`; with `new_lineage`, another login of an account a shared slot holds becomes a
-    /// slot of its own instead of replacing that slot's (which happens only once it is dead).
-    pub fn add_lineage(
         &mut self,
         agent: Agent,
         name: Option<&str>,
@@ -798,10 +789,8 @@ impl Keeper {
         }
         let uuid = account.and_then(|a| a.uuid.as_deref());
         let home = self.home();
-        if home.is_some() {
-            self.sync_shared()?;
-            self.refuse_stale_copy(agent, credential)?;
-        }
+        let records = self.sync_shared()?;
+        Self::refuse_stale_copy(&records, agent, credential)?;
         let same_lineage = self.find_lineage(agent.name(), credential)?;
         let same_account = match &same_lineage {
             Some(id) => Some(id.clone()),

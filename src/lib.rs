@@ -12,6 +12,7 @@ pub mod error;
 pub mod expiry;
 pub mod github;
 pub mod harden;
+pub mod hex;
 pub mod input;
 pub mod journal;
 pub mod json_text;

@@ -165,5 +165,5 @@ fn read_cache(file: &std::path::Path) -> BTreeMap<String, Probe> {
 /// reveals nothing usable.
 fn cache_key(token: &Secret) -> String {
     let digest = Sha256::digest(token.expose_secret().as_bytes());
-    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+    crate::hex::encode(&digest[..16])
 }

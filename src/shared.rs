@@ -127,11 +127,7 @@ pub fn refresh_hash(token: &Secret) -> String {
     let mut hasher = Sha256::new();
     hasher.update(b"tokenkeeper refresh token\0");
     hasher.update(token.expose_secret().as_bytes());
-    hasher
-        .finalize()
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
+    crate::hex::encode(&hasher.finalize())
 }
 
 fn key(agent: &str, id: &str) -> SecretKey {

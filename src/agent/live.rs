@@ -201,8 +201,5 @@ fn read_file(path: &Path, owner: &str) -> Result<Option<Secret>> {
 
 /// SHA-256 of the bytes, hex: tells a changed live file from the one tokenkeeper wrote.
 pub fn fingerprint(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::hex::encode(&Sha256::digest(bytes))
 }

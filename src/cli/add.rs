@@ -103,7 +103,7 @@ pub fn run(args: Args, paths: &Paths, format: Format) -> Result<u8> {
             if !args.new_lineage {
                 keeper = make_way(keeper, paths, agent, &login.credential)?;
             }
-            let (outcome, id) = keeper.add_lineage(
+            let (outcome, id) = keeper.add(
                 agent,
                 name.as_deref(),
                 &login.credential,
@@ -128,7 +128,7 @@ pub fn run(args: Args, paths: &Paths, format: Format) -> Result<u8> {
             if !args.new_lineage {
                 keeper = make_way(keeper, paths, agent, &credential)?;
             }
-            let (outcome, id) = keeper.add_lineage(
+            let (outcome, id) = keeper.add(
                 agent,
                 name.as_deref(),
                 &credential,

@@ -139,7 +139,7 @@ fn keep(
         .filter(Value::is_object);
     let account = record.as_ref().and_then(claude::LoginAccount::from_record);
     let mut keeper = Keeper::open(paths.clone())?;
-    let (outcome, id) = keeper.add(agent, name, &credential, account.as_ref(), None)?;
+    let (outcome, id) = keeper.add(agent, name, &credential, account.as_ref(), None, false)?;
     if let Some(record) = record {
         keeper.set_login_record(&id, record)?;
     }

@@ -149,12 +149,10 @@ impl NamedClients {
 
 /// The SHA-256 of a client token as the clients file writes it.
 pub fn hash_line_value(token: &str) -> String {
-    let hash = Sha256::digest(token.as_bytes());
-    let mut text = String::from(HASH_PREFIX);
-    for byte in hash {
-        text.push_str(&format!("{byte:02x}"));
-    }
-    text
+    format!(
+        "{HASH_PREFIX}{}",
+        crate::hex::encode(&Sha256::digest(token.as_bytes()))
+    )
 }
 
 /// Whether `name` may name a client: it appears in log lines and the file, so it stays plain.
@@ -221,14 +219,7 @@ pub fn parse(text: &str) -> std::result::Result<Vec<Entry>, (usize, String)> {
 
 fn decode_hash(text: &str) -> Option<[u8; 32]> {
     let hex = text.strip_prefix(HASH_PREFIX).unwrap_or(text);
-    if hex.len() != 64 {
-        return None;
-    }
-    let mut hash = [0u8; 32];
-    for (i, byte) in hash.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(hash)
+    crate::hex::decode(hex)?.try_into().ok()
 }
 
 #[cfg(test)]

@@ -148,7 +148,7 @@ impl SecretStore for KeychainStore {
             "add-generic-password -U -s \"{}\" -a \"{}\" -X {}\n",
             key.service,
             key.account,
-            hex(value.expose_secret().as_bytes())
+            crate::hex::encode(value.expose_secret().as_bytes())
         ));
         let output = self.run(&["-i"], Some(command.as_bytes()))?;
         // `security -i` reports a failed command on stderr, not always in its exit status.
@@ -198,10 +198,6 @@ fn check_name(key: &SecretKey) -> Result<()> {
     Ok(())
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// The value `find-generic-password -w` printed: the text itself, or — for values `security`
 /// deems unprintable — its hex encoding. Values tokenkeeper stores are JSON objects.
 fn decode(stdout: &[u8]) -> Option<Secret> {
@@ -214,11 +210,7 @@ fn decode(stdout: &[u8]) -> Option<Secret> {
     if !looks_hex {
         return Some(Secret::new(text.to_string()));
     }
-    let bytes: Option<Vec<u8>> = (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok())
-        .collect();
-    let bytes = Zeroizing::new(bytes?);
+    let bytes = Zeroizing::new(crate::hex::decode(text)?);
     String::from_utf8(bytes.to_vec()).ok().map(Secret::new)
 }
 
@@ -229,7 +221,7 @@ mod tests {
     #[test]
     fn values_come_back_plain_or_hex_encoded() {
         assert_eq!(decode(b"{\"a\":1}\n").unwrap().expose_secret(), "{\"a\":1}");
-        let encoded = hex("{\"name\":\"Jürgen ✓\"}".as_bytes());
+        let encoded = crate::hex::encode("{\"name\":\"Jürgen ✓\"}".as_bytes());
         assert_eq!(
             decode(format!("{encoded}\n").as_bytes())
                 .unwrap()

@@ -108,7 +108,7 @@ fn random_hex() -> Result<String> {
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes)
         .map_err(|err| Error::failure(format!("cannot make a random token: {err}")))?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(crate::hex::encode(&bytes))
 }
 
 /// The child's Codex home, removed when dropped (after what the child created there that the

@@ -94,7 +94,7 @@ pub fn keyring_key(home: &std::path::Path) -> crate::store::SecretKey {
     use sha2::{Digest, Sha256};
     let canonical = home.canonicalize().unwrap_or_else(|_| home.to_path_buf());
     let digest = Sha256::digest(canonical.to_string_lossy().as_bytes());
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    let hex = crate::hex::encode(&digest);
     crate::store::SecretKey {
         service: "Codex Auth".to_string(),
         account: format!("cli|{}", &hex[..16]),

@@ -360,10 +360,7 @@ const SEALED: &str = "sealed";
 /// Why an answer came from a node that cannot serve (so another should be asked), or `None`
 /// for an answer to take as it is.
 fn node_unusable(status: StatusCode, json: &Value) -> Option<String> {
-    let errors: Vec<&str> = json["errors"]
-        .as_array()
-        .map(|list| list.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
+    let errors = super::errors_of(json);
     let says = |words: &[&str]| {
         errors
             .iter()
