@@ -321,3 +321,38 @@ fn a_slot_migrated_into_the_shared_store_is_seen_by_every_install_and_out_of_it_
     assert_eq!(names(&a), vec!["laptop"]);
     assert_eq!(a.access_token_of("laptop"), login.access);
 }
+
+#[test]
+fn a_record_that_is_not_one_tokenkeeper_wrote_is_one_clear_error_and_the_local_slots_stay() {
+    let bao = OpenBao::start();
+    let provider = FakeProvider::start();
+    let a = install(&provider, &bao);
+    let login = provider.issue("garbled@example.com");
+    a.add_login("team", &login);
+    // Something else writes a record that is not a slot record.
+    let planted = std::process::Command::new("curl")
+        .args(["-sf", "-X", "POST", "-H"])
+        .arg(format!("X-Vault-Token: {}", bao.token))
+        .arg("-d")
+        .arg(r#"{"data":{"value":"{\"id\": 7, \"truncated"}}"#)
+        .arg(format!(
+            "{}/v1/secret/data/tokenkeeper/tokenkeeper-slots/claude.garbage",
+            bao.address
+        ))
+        .status()
+        .unwrap();
+    assert!(planted.success());
+    // `list` says so and shows what this install knows; a slot command it knows works.
+    let out = a.cmd(&["list", "--no-usage"]).ok();
+    out.stderr_has("is not one tokenkeeper wrote")
+        .stdout_has("team");
+    a.cmd(&["get", "team"])
+        .ok()
+        .stdout_is(&format!("{}\n", login.access));
+    // `add` cannot tell a stale copy from the records, so it stores nothing.
+    let out = add_blob(&a, "other", &provider.issue("other@example.com"), &[]).code(1);
+    out.one_line_error()
+        .stderr_has("is not one tokenkeeper wrote")
+        .hides(&login.refresh);
+    assert_eq!(names(&a), vec!["team"]);
+}
