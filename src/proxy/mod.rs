@@ -3,6 +3,7 @@
 
 mod body;
 pub mod clients;
+mod connection;
 mod metrics;
 mod rewrite;
 mod server;
@@ -16,7 +17,6 @@ use std::time::{Duration, Instant};
 
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
-use hyper::body::Incoming;
 use serde_json::json;
 use tracing::{debug, warn};
 
@@ -197,7 +197,7 @@ impl Worker {
     /// Answers one request. Each step either answers itself or hands on to the next.
     async fn handle(
         self: Arc<Self>,
-        request: Request<Incoming>,
+        request: Request<connection::Received>,
     ) -> Result<Response<ProxyBody>, Infallible> {
         let exchange = Exchange::new(
             self.clone(),
@@ -286,7 +286,11 @@ impl Worker {
         Ok(self.forward(request, exchange).await)
     }
 
-    async fn forward(&self, request: Request<Incoming>, exchange: Exchange) -> Response<ProxyBody> {
+    async fn forward(
+        &self,
+        request: Request<connection::Received>,
+        exchange: Exchange,
+    ) -> Response<ProxyBody> {
         let (mut parts, incoming) = request.into_parts();
         rewrite::strip_hop_by_hop(&mut parts.headers);
         for (name, value) in &self.proxy.settings.extra_headers {

@@ -10,16 +10,17 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use http::Request;
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::GracefulShutdown;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
-use super::{Proxy, Worker};
+use super::{Proxy, Worker, connection};
 use crate::error::{Error, Result};
 
 /// Connections waiting to be accepted; bursts of agents starting at once must not be dropped.
@@ -203,28 +204,24 @@ async fn serve(
     // Head and body copied into one buffer: for the small messages most requests are, cheaper
     // in the kernel than a vectored write.
     builder.writev(false);
-    let graceful = GracefulShutdown::new();
+    // Every connection holds a receiver: the worker tells them all to finish through it, and
+    // knows they have when none is left.
+    let (stop, stopping) = watch::channel(false);
     while let Some(stream) = incoming.recv().await {
         let counted = Open(open.clone());
         let Ok(stream) = TcpStream::from_std(stream) else {
             continue;
         };
-        let worker = worker.clone();
-        let service = service_fn(move |request| worker.clone().handle(request));
+        let (worker, builder, mut stopping) = (worker.clone(), builder.clone(), stopping.clone());
         let Some(tls) = &tls else {
-            let connection = builder.serve_connection(TokioIo::new(stream), service);
-            let connection = graceful.watch(connection);
             tokio::spawn(async move {
                 let _counted = counted;
-                if let Err(err) = connection.await {
-                    debug!(error = %crate::error::with_causes(&err), "connection ended with an error");
-                }
+                connection::serve(stream, builder, worker, limits.header_timeout, stopping).await;
             });
             continue;
         };
         // The handshake counts as part of the request head: it too must come in time.
         let acceptor = tls.acceptor();
-        let (builder, watcher) = (builder.clone(), graceful.watcher());
         tokio::spawn(async move {
             let _counted = counted;
             let stream =
@@ -233,13 +230,28 @@ async fn serve(
                     Ok(Err(err)) => return debug!(error = %err, "TLS handshake failed"),
                     Err(_) => return debug!("TLS handshake did not finish in time"),
                 };
-            let connection = watcher.watch(builder.serve_connection(TokioIo::new(stream), service));
-            if let Err(err) = connection.await {
+            let service = service_fn(move |request: Request<Incoming>| {
+                worker
+                    .clone()
+                    .handle(request.map(connection::Received::untracked))
+            });
+            let mut served =
+                std::pin::pin!(builder.serve_connection(TokioIo::new(stream), service));
+            let ended = tokio::select! {
+                ended = served.as_mut() => ended,
+                () = async { let _ = stopping.wait_for(|stop| *stop).await; } => {
+                    served.as_mut().graceful_shutdown();
+                    served.await
+                }
+            };
+            if let Err(err) = ended {
                 debug!(error = %crate::error::with_causes(&err), "connection ended with an error");
             }
         });
     }
-    let open = graceful.count();
+    drop(stopping);
+    let _ = stop.send(true);
+    let open = stop.receiver_count();
     if open > 0 {
         info!(
             open,
@@ -248,7 +260,7 @@ async fn serve(
         );
     }
     tokio::select! {
-        () = graceful.shutdown() => {}
+        () = stop.closed() => {}
         () = tokio::time::sleep(grace) => warn!("grace period over; closing the streams still open"),
     }
 }

@@ -1394,3 +1394,126 @@ fn named_clients_each_have_a_token_of_their_own_revocable_alone_and_the_log_name
         .fails(1)
         .stderr_has("clients:2:");
 }
+
+/// A response read off a raw connection: status, headers (names in lower case), body.
+type RawResponse = (u16, Vec<(String, String)>, Vec<u8>);
+
+/// Reads one HTTP/1.1 response with a `content-length` body from `reader`, or `None` at the
+/// end of the stream.
+fn read_response(reader: &mut impl std::io::BufRead) -> Option<RawResponse> {
+    let mut line = String::new();
+    if reader.read_line(&mut line).ok()? == 0 {
+        return None;
+    }
+    let status = line.get(9..12)?.parse().ok()?;
+    let mut headers = Vec::new();
+    loop {
+        line.clear();
+        reader.read_line(&mut line).ok()?;
+        let Some((name, value)) = line.trim_end().split_once(':') else {
+            break;
+        };
+        headers.push((name.to_ascii_lowercase(), value.trim().to_string()));
+    }
+    let length: usize = header_of(&headers, "content-length")?.parse().ok()?;
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).ok()?;
+    Some((status, headers, body))
+}
+
+#[test]
+fn a_keep_alive_connection_carries_pipelined_and_late_requests_until_idle_or_told_to_close() {
+    use std::io::BufReader;
+    let provider = FakeProvider::start();
+    let env = Env::with_provider(&provider);
+    let login = provider.issue("keepalive@example.com");
+    let proxy = stdin_proxy(
+        &env,
+        &login.access,
+        &provider.url,
+        &["--threads", "1", "--header-timeout", "2s"],
+    );
+    let stream = TcpStream::connect(&proxy.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = BufReader::new(stream);
+
+    // Three requests in one write: each is answered, in order, on the one connection.
+    let health = "GET /health HTTP/1.1\r\nHost: x\r\n\r\n";
+    let message = json!({"model": "claude-sonnet-4-5", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]})
+        .to_string();
+    let post = format!(
+        "POST /v1/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {PHANTOM}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{message}",
+        message.len()
+    );
+    writer
+        .write_all(format!("{health}{post}{health}").as_bytes())
+        .unwrap();
+    let statuses: Vec<u16> = (0..3)
+        .map(|_| read_response(&mut reader).expect("an answer").0)
+        .collect();
+    assert_eq!(statuses, [200, 200, 200]);
+
+    // A body that arrives after its head, in two pieces with a pause between.
+    let (head, body) = post.split_at(post.len() - message.len());
+    writer.write_all(head.as_bytes()).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    writer.write_all(&body.as_bytes()[..5]).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    writer.write_all(&body.as_bytes()[5..]).unwrap();
+    let (status, _, answer) = read_response(&mut reader).expect("an answer");
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
+
+    // Idle for less than the header timeout, then a request: the same connection serves it.
+    std::thread::sleep(Duration::from_millis(1200));
+    writer.write_all(health.as_bytes()).unwrap();
+    assert_eq!(read_response(&mut reader).expect("an answer").0, 200);
+
+    // Idle past it: the proxy closes the connection.
+    let started = std::time::Instant::now();
+    assert!(read_response(&mut reader).is_none());
+    assert!(started.elapsed() >= Duration::from_millis(1500));
+    assert!(started.elapsed() < Duration::from_secs(8));
+
+    // `Connection: close` is honoured: one answer, then the end of the stream.
+    let stream = TcpStream::connect(&proxy.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = BufReader::new(stream);
+    writer
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_response(&mut reader).expect("an answer").0, 200);
+    assert!(read_response(&mut reader).is_none());
+
+    // Refused before its body was read: the rest of the body is never taken for a request.
+    let stream = TcpStream::connect(&proxy.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = BufReader::new(stream);
+    writer
+        .write_all(
+            b"POST /v1/messages HTTP/1.1\r\nHost: x\r\ncontent-length: 100\r\n\r\n0123456789",
+        )
+        .unwrap();
+    assert_eq!(read_response(&mut reader).expect("an answer").0, 401);
+    let _ = writer.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+    let mut rest = Vec::new();
+    let _ = reader.read_to_end(&mut rest);
+    assert!(
+        !String::from_utf8_lossy(&rest).contains("HTTP/1.1 400"),
+        "{}",
+        String::from_utf8_lossy(&rest)
+    );
+
+    // Every request above went through with the real token, which no log line holds.
+    assert_eq!(provider.messages_calls(), 2);
+    assert_eq!(provider.unauthorized_calls(), 0);
+    assert!(!proxy.log().contains(&login.access));
+}
