@@ -13,11 +13,13 @@
                                   RSS (KiB) of the given processes, holds them all until stdin
                                   is closed, then closes them
 
-Send and receive times come from the same machine's clock, so the delay is what the hops in
+URLs may be https: the connection then speaks TLS (the certificate is not checked: the bench
+makes its own). Send and receive times come from the same machine's clock, so the delay is what the hops in
 between (none, nginx, or tokenkeeper) add.
 """
 
 import asyncio
+import ssl
 import statistics
 import sys
 import time
@@ -66,9 +68,19 @@ async def serve(port):
         await server.serve_forever()
 
 
+async def connect(parts):
+    """A connection to the proxy; over TLS for https (the bench's own self-signed certificate)."""
+    tls = None
+    if parts.scheme == "https":
+        tls = ssl.create_default_context()
+        tls.check_hostname = False
+        tls.verify_mode = ssl.CERT_NONE
+    return await asyncio.open_connection(parts.hostname, parts.port, ssl=tls)
+
+
 async def open_stream(url, events, interval_ms):
     parts = urlsplit(url)
-    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    reader, writer = await connect(parts)
     path = f"{parts.path}?events={events}&interval_ms={interval_ms}"
     writer.write(
         (
@@ -135,7 +147,7 @@ async def hold(url, count, pids):
 
 async def idle_connection(url):
     parts = urlsplit(url)
-    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    reader, writer = await connect(parts)
     writer.write(
         (
             f"GET {parts.path}?events=1&interval_ms=0 HTTP/1.1\r\nhost: {parts.netloc}\r\n"

@@ -3,15 +3,15 @@
 //! hyper gives every connection it serves an 8 KiB read buffer and an 8 KiB write buffer and
 //! keeps both until the connection closes. Agents hold keep-alive connections open for minutes
 //! between turns, and a crowd of them (or of clients that connect and say nothing) would cost
-//! ~16 KiB each for nothing. So hyper serves one exchange; once the answer is out and the
-//! request was read to its end, the socket is taken back from it, with any bytes it had read
-//! ahead, and parked with nothing but the socket until the client sends again.
+//! ~16 KiB each for nothing. So once a connection has been quiet for a second after its last
+//! answer (the request read to its end), the socket is taken back from hyper, with any bytes
+//! it had read ahead, and parked with nothing but the socket until the client sends again.
 
 use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -30,6 +30,10 @@ use tracing::debug;
 
 use super::Worker;
 use super::body::ProxyBody;
+
+/// How long a connection stays with hyper after its last answer before it is parked: long
+/// enough that an agent's back-to-back requests never pay for the hand-over.
+const PARK_AFTER: Duration = Duration::from_secs(1);
 
 /// Serves `stream` until the client closes it, stays idle past `idle`, or the proxy stops.
 pub async fn serve(
@@ -65,12 +69,15 @@ pub async fn serve(
                 })
             })
         };
+        // Boxed: while the socket is parked, the task keeps a pointer's room for it, not its size.
         let mut connection =
-            builder.serve_connection(TokioIo::new(Rewind::new(stream, ahead)), service);
+            Box::new(builder.serve_connection(TokioIo::new(Rewind::new(stream, ahead)), service));
         let mut ending = false;
         let mut stopped = false;
         let served = {
             let mut stop = std::pin::pin!(stopping.wait_for(|stop| *stop));
+            let mut quiet = std::pin::pin!(tokio::time::sleep(PARK_AFTER));
+            let mut quiet_since = 0;
             poll_fn(|cx| {
                 loop {
                     let polled = connection.poll_without_shutdown(cx);
@@ -78,13 +85,25 @@ pub async fn serve(
                         return polled;
                     }
                     stopped = stop.as_mut().poll(cx).is_ready();
-                    if !(stopped || turn.answered.load(Ordering::Acquire)) {
-                        return Poll::Pending;
+                    if !stopped {
+                        // Quiet since the last answer: after a while, hyper hands the
+                        // connection back (with any bytes of a next request it has read).
+                        let answered = turn.answered.load(Ordering::Acquire);
+                        if answered == 0 || turn.busy.load(Ordering::Acquire) {
+                            return Poll::Pending;
+                        }
+                        if quiet_since != answered {
+                            quiet_since = answered;
+                            quiet
+                                .as_mut()
+                                .reset(tokio::time::Instant::now() + PARK_AFTER);
+                        }
+                        if quiet.as_mut().poll(cx).is_pending() {
+                            return Poll::Pending;
+                        }
                     }
-                    // The answer is out (or the proxy is stopping): hyper finishes writing it
-                    // and then hands the connection back instead of waiting for the next request.
                     ending = true;
-                    Pin::new(&mut connection).graceful_shutdown();
+                    Pin::new(&mut *connection).graceful_shutdown();
                 }
             })
             .await
@@ -93,7 +112,7 @@ pub async fn serve(
             debug!(error = %crate::error::with_causes(&err), "connection ended with an error");
             return;
         }
-        let parts = connection.into_parts();
+        let parts = (*connection).into_parts();
         let (io, unread) = parts.io.into_inner().into_parts();
         stream = io;
         if !(ending && !stopped && turn.reusable()) {
@@ -117,16 +136,18 @@ fn join(first: Bytes, then: Bytes) -> Bytes {
     }
 }
 
-/// What one exchange tells the connection about whether it may carry another.
+/// What the exchanges on one hyper connection tell whether the socket may carry more.
 #[derive(Default)]
 struct Turn {
-    /// The client wants the connection kept open (HTTP/1.1 without `Connection: close`, or
-    /// HTTP/1.0 asking for keep-alive).
+    /// The latest request wants the connection kept open (HTTP/1.1 without
+    /// `Connection: close`, or HTTP/1.0 asking for keep-alive).
     keep_alive: AtomicBool,
-    /// The request body was read to its end: nothing of it is left on the socket.
+    /// The latest request's body was read to its end: nothing of it is left on the socket.
     request_ended: AtomicBool,
-    /// The response was handed to hyper in full (its body is gone).
-    answered: AtomicBool,
+    /// A request is being answered.
+    busy: AtomicBool,
+    /// Responses handed to hyper in full (their bodies gone) so far.
+    answered: AtomicU64,
 }
 
 impl Turn {
@@ -145,6 +166,7 @@ impl Turn {
             Version::HTTP_10 => asks("keep-alive"),
             _ => false,
         };
+        self.busy.store(true, Ordering::Release);
         self.keep_alive.store(keep_alive, Ordering::Release);
         self.request_ended
             .store(request.body().is_end_stream(), Ordering::Release);
@@ -153,7 +175,8 @@ impl Turn {
     fn reusable(&self) -> bool {
         self.keep_alive.load(Ordering::Acquire)
             && self.request_ended.load(Ordering::Acquire)
-            && self.answered.load(Ordering::Acquire)
+            && !self.busy.load(Ordering::Acquire)
+            && self.answered.load(Ordering::Acquire) > 0
     }
 }
 
@@ -213,7 +236,8 @@ struct Answered {
 
 impl Drop for Answered {
     fn drop(&mut self) {
-        self.turn.answered.store(true, Ordering::Release);
+        self.turn.busy.store(false, Ordering::Release);
+        self.turn.answered.fetch_add(1, Ordering::AcqRel);
     }
 }
 
