@@ -150,7 +150,7 @@ impl Slot {
     }
 
     /// A slot that knows nothing yet beyond what it is called and where it is kept.
-    fn blank(
+    pub(crate) fn blank(
         id: String,
         name: &str,
         agent: &str,

@@ -319,6 +319,30 @@ impl Keeper {
         self.save()
     }
 
+    /// Keeps a reading the proxy took off the answers it relayed, unless the slot already holds
+    /// a newer one. Windows the answers do not mention (per-model weekly ones) and credits keep
+    /// their last polled values. Whether it was kept.
+    pub fn record_observed_usage(&mut self, slot_id: &str, reading: Snapshot) -> Result<bool> {
+        let Some(slot) = self.catalog.get_mut(slot_id) else {
+            return Ok(false);
+        };
+        let mut reading = reading;
+        if let Some(last) = &slot.usage {
+            if last.taken_at >= reading.taken_at {
+                return Ok(false);
+            }
+            for window in &last.windows {
+                if reading.window(&window.id).is_none() {
+                    reading.windows.push(window.clone());
+                }
+            }
+            reading.credits = reading.credits.or_else(|| last.credits.clone());
+        }
+        slot.usage = Some(reading);
+        slot.usage_tried_at = None;
+        self.save().map(|()| true)
+    }
+
     /// Prints and clears pending notices.
     pub fn flush_notices_to_stderr(&mut self) {
         for text in self.notices.drain(..) {

@@ -22,6 +22,7 @@ pub mod logging;
 pub mod net;
 pub mod paths;
 pub mod perms;
+pub mod pool;
 pub mod probe;
 pub mod proxy;
 pub mod ralph;

@@ -20,7 +20,7 @@ use super::AgentArg;
 use super::proxy::{AuthArgs, UpstreamArgs};
 use crate::error::{Error, Result};
 use crate::paths::Paths;
-use crate::proxy::{self, Proxy, SlotTokens, Target, TokenSource};
+use crate::proxy::{self, Proxy, SlotPool, SlotTokens, Target, TokenSource};
 use crate::refresh;
 
 /// How long the private proxy lets streams finish once the command has exited.
@@ -41,7 +41,8 @@ signal N ended it).
 Examples:
   tokenkeeper exec -- claude
   tokenkeeper exec work -- claude -p 'summarise README.md'
-  tokenkeeper exec ci --env -- ./run-agent.sh      (real token in the environment, for CI)")]
+  tokenkeeper exec ci --env -- ./run-agent.sh      (real token in the environment, for CI)
+  tokenkeeper exec --pool all -- claude            (another account when one's limit is reached)")]
 pub struct Args {
     /// Slot name or #N [default: the active slot].
     #[arg(add = super::slot_completer())]
@@ -49,6 +50,21 @@ pub struct Args {
 
     #[command(flatten)]
     pub agent: AgentArg,
+
+    /// Serve COMMAND from several slots of the agent (comma-separated names, or `all`): a
+    /// request whose slot has reached its limit goes again on another, and COMMAND sees no
+    /// error (see `tokenkeeper proxy --help`).
+    #[arg(
+        long,
+        value_name = "NAME,...|all",
+        value_delimiter = ',',
+        conflicts_with_all = ["slot", "env"]
+    )]
+    pub pool: Vec<String>,
+
+    /// How the pool picks a slot: `best` or `next`.
+    #[arg(long, value_enum, default_value = "best", value_name = "HOW")]
+    pub strategy: crate::pool::Strategy,
 
     /// Put the real token in COMMAND's environment instead of running a proxy (for CI, where
     /// nothing else runs beside the agent). Refreshed first when due; an expired token that
@@ -98,7 +114,16 @@ pub fn run(args: Args, paths: &Paths) -> Result<u8> {
         return supervise(command, &args.command[0]);
     }
 
-    let fresh = super::usable_token(paths, agent, args.slot.as_deref())?;
+    let pool = match args.pool.is_empty() {
+        true => None,
+        false => Some(SlotPool::open(paths, agent, &args.pool, args.strategy)?),
+    };
+    // What the command is set up with (its phantom login) follows the slot, or the pool's
+    // first member.
+    let first = pool
+        .as_ref()
+        .map(|pool| pool.member(0).tokens.name().to_string());
+    let fresh = super::usable_token(paths, agent, first.as_deref().or(args.slot.as_deref()))?;
     if !args.no_probe {
         probe_before_launch(paths, &fresh)?;
     }
@@ -113,9 +138,15 @@ pub fn run(args: Args, paths: &Paths) -> Result<u8> {
         proxy::Clients::One(plan.client_token.clone()),
     );
     settings.local_answers = plan.local_answers.clone();
-    let tokens = SlotTokens::open(paths.clone(), agent, args.slot.clone())?;
-    debug!(slot = tokens.name(), "proxy for the command");
-    let proxy = Arc::new(Proxy::new(settings, TokenSource::Slot(Box::new(tokens)))?);
+    let tokens = match pool {
+        Some(pool) => TokenSource::Pool(Box::new(pool)),
+        None => {
+            let tokens = SlotTokens::open(paths.clone(), agent, args.slot.clone())?;
+            debug!(slot = tokens.name(), "proxy for the command");
+            TokenSource::Slot(Box::new(tokens))
+        }
+    };
+    let proxy = Arc::new(Proxy::new(settings, tokens)?);
     let listener = proxy::bind((Ipv4Addr::LOCALHOST, 0).into())
         .map_err(|err| Error::failure(format!("cannot start the proxy: {err}")))?;
     // One agent's requests: one thread is plenty.

@@ -303,7 +303,11 @@ fn column_title(id: &str) -> &'static str {
 }
 
 /// Renews readings older than `max_age` for slots whose stored access token can read usage.
-fn renew_usage(keeper: &mut Keeper, agents: &[Agent], max_age: SignedDuration) -> Result<()> {
+pub(super) fn renew_usage(
+    keeper: &mut Keeper,
+    agents: &[Agent],
+    max_age: SignedDuration,
+) -> Result<()> {
     let now = keeper.now();
     let stale: Vec<(String, (Agent, Credential))> = agents
         .iter()

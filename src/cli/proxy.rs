@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::input;
 use crate::paths::Paths;
 use crate::proxy::{
-    self, Auth, Clients, ListenerTls, NamedClients, Proxy, Settings, SlotTokens, Target,
+    self, Auth, Clients, ListenerTls, NamedClients, Proxy, Settings, SlotPool, SlotTokens, Target,
     TokenSource, UpstreamOptions,
 };
 use crate::secret::Secret;
@@ -38,6 +38,12 @@ pub enum AuthMode {
 The real token comes from one line on stdin (then stdin is closed), or from a slot with --slot,
 which keeps it refreshed: on an upstream 401 the proxy refreshes once (one refresh per lineage,
 shared with every other tokenkeeper process) and resends the request.
+With --pool, several slots of your own accounts serve one agent: a conversation stays on its
+slot (for the prompt cache), a 429 that says the account's limit is reached (not a per-minute
+burst, which the client gets as it came) sends the request again on another slot, and the
+limited slot is left alone until its reset. When every slot is limited, the client gets the
+provider's 429 of the slot back soonest. Sharing a subscription between people breaks the
+provider's terms; a pool is for one person's accounts.
 Clients present the --client-token (or their own token, with --clients) as a bearer token or
 x-api-key; whatever credentials they send are removed before the real one is set. GET /health
 and GET /metrics (Prometheus) are the proxy's own. One log line per request goes to stderr;
@@ -52,6 +58,7 @@ Examples:
   tokenkeeper proxy --slot work --listen 0.0.0.0:8443 --clients ~/.config/tokenkeeper/proxy-clients \\
       --tls-cert proxy.pem --tls-key proxy-key.pem
   TOKENKEEPER_CLIENT_TOKEN=phantom tokenkeeper proxy --slot work --listen 0.0.0.0:18080
+  TOKENKEEPER_CLIENT_TOKEN=phantom tokenkeeper proxy --pool all --strategy next
   ANTHROPIC_BASE_URL=http://127.0.0.1:18080 CLAUDE_CODE_OAUTH_TOKEN=phantom claude")]
 pub struct Args {
     /// Where to listen: ADDR:PORT, or ADDR with the port from LISTEN_PORT.
@@ -76,6 +83,22 @@ pub struct Args {
     /// Take the token from this slot (kept fresh) instead of stdin.
     #[arg(long, value_name = "NAME", add = super::slot_completer())]
     pub slot: Option<String>,
+
+    /// Serve from several slots of the agent (comma-separated names, or `all`): each new
+    /// conversation goes to the slot --strategy picks, and a request whose slot has reached its
+    /// limit goes again on another while that one cools down until its reset.
+    #[arg(
+        long,
+        value_name = "NAME,...|all",
+        value_delimiter = ',',
+        conflicts_with = "slot"
+    )]
+    pub pool: Vec<String>,
+
+    /// How the pool picks a slot: `best` (most quota left) or `next` (stay on one slot until
+    /// its limit, then the next in `list` order).
+    #[arg(long, value_enum, default_value = "best", value_name = "HOW")]
+    pub strategy: crate::pool::Strategy,
 
     #[command(flatten)]
     pub agent: AgentArg,
@@ -228,6 +251,10 @@ impl UpstreamArgs {
 pub fn run(args: Args, paths: &Paths, format: Format) -> Result<u8> {
     let listen = listen_address(args.listen.as_deref(), args.port)?;
     let agent = args.agent.agent;
+    let pool = match args.pool.is_empty() {
+        true => None,
+        false => Some(SlotPool::open(paths, agent, &args.pool, args.strategy)?),
+    };
     // What the slot's agent wants upstream: its default target and non-secret headers.
     let slot_login = match &args.slot {
         Some(selector) => {
@@ -237,9 +264,10 @@ pub fn run(args: Args, paths: &Paths, format: Format) -> Result<u8> {
         }
         None => None,
     };
-    let target = match &args.target {
-        Some(url) => Target::parse(url)?,
-        None => Target::parse(&agent.proxy_target(slot_login.as_ref()))?,
+    let target = match (&args.target, &pool) {
+        (Some(url), _) => Target::parse(url)?,
+        (None, Some(pool)) => Target::parse(pool.target())?,
+        (None, None) => Target::parse(&agent.proxy_target(slot_login.as_ref()))?,
     };
     let mut auth = args.route.auth()?;
     let clients = match (args.client_token, &args.clients) {
@@ -276,9 +304,9 @@ pub fn run(args: Args, paths: &Paths, format: Format) -> Result<u8> {
         .with_hint("set TOKENKEEPER_CLIENT_TOKEN to the phantom value your agent sends, give --clients FILE, or listen on 127.0.0.1"));
     }
     // Stdin is read before anything else, so a writer waiting on it is released at once.
-    let fixed = match &args.slot {
-        Some(_) => None,
-        None => {
+    let fixed = match (&args.slot, &pool) {
+        (Some(_), _) | (_, Some(_)) => None,
+        (None, None) => {
             let (mode, token) = stdin_token()?;
             match mode.as_deref() {
                 Some("oauth") => auth = Auth::Bearer,
@@ -313,9 +341,10 @@ pub fn run(args: Args, paths: &Paths, format: Format) -> Result<u8> {
         settings.extra_headers = agent.upstream_headers(credential);
     }
 
-    let tokens = match fixed {
-        Some(token) => TokenSource::Fixed(token),
-        None => {
+    let tokens = match (fixed, pool) {
+        (Some(token), _) => TokenSource::Fixed(token),
+        (None, Some(pool)) => TokenSource::Pool(Box::new(pool)),
+        (None, None) => {
             let slot = args.slot.expect("either stdin or a slot");
             TokenSource::Slot(Box::new(SlotTokens::open(
                 paths.clone(),

@@ -112,7 +112,11 @@ fn describe(slot: &Slot, now: Timestamp) -> String {
         } else {
             timefmt::relative(snapshot.taken_at, now)
         };
-        line.push_str(&format!(" (read {read})"));
+        let by = match snapshot.source {
+            usage::Source::Poll => "read",
+            usage::Source::Proxy => "seen by the proxy",
+        };
+        line.push_str(&format!(" ({by} {read})"));
     }
     line
 }

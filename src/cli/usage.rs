@@ -103,7 +103,7 @@ pub fn run(args: Args, paths: &Paths, format: Format) -> Result<u8> {
                 }),
                 SlotUsage::Unavailable => json!({
                     "slot": slot.name, "email": slot.email, "status": "unavailable",
-                    "reason": SETUP_TOKENS,
+                    "reason": SETUP_TOKENS, "seen_by_proxy": seen_by_proxy(slot),
                 }),
                 SlotUsage::Failed(err) => json!({
                     "slot": slot.name, "email": slot.email, "status": "error",
@@ -117,7 +117,15 @@ pub fn run(args: Args, paths: &Paths, format: Format) -> Result<u8> {
         for (slot, result) in slots.iter().zip(&results) {
             match result {
                 SlotUsage::Snapshot(snap) => text.push(render(slot, snap, now)),
-                SlotUsage::Unavailable => text.push(format!("{}: {SETUP_TOKENS}", slot.name)),
+                SlotUsage::Unavailable => match seen_by_proxy(slot) {
+                    // What the proxy read off the answers is all there is for a setup token.
+                    Some(snap) => text.push(format!(
+                        "{}\n  (seen by the proxy {}; {SETUP_TOKENS})",
+                        render(slot, snap, now),
+                        timefmt::relative(snap.taken_at, now)
+                    )),
+                    None => text.push(format!("{}: {SETUP_TOKENS}", slot.name)),
+                },
                 SlotUsage::Failed(err) => output::notice(err.message()),
             }
         }
@@ -132,6 +140,13 @@ pub fn run(args: Args, paths: &Paths, format: Format) -> Result<u8> {
         )));
     }
     Ok(0)
+}
+
+/// The last reading a proxy took off the answers it relayed for this slot.
+fn seen_by_proxy(slot: &Slot) -> Option<&Snapshot> {
+    slot.usage
+        .as_ref()
+        .filter(|snap| snap.source == usage::Source::Proxy)
 }
 
 /// ```text

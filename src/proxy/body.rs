@@ -152,6 +152,8 @@ pub struct Exchange {
     ended: Option<&'static str>,
     /// The named client that sent it.
     client: Option<Arc<str>>,
+    /// The pool's slot that answered it.
+    slot: Option<Arc<str>>,
 }
 
 impl Exchange {
@@ -164,7 +166,13 @@ impl Exchange {
             started,
             ended: None,
             client: None,
+            slot: None,
         }
+    }
+
+    /// Names the pool's slot in the log line.
+    pub fn slot(&mut self, name: Arc<str>) {
+        self.slot = Some(name);
     }
 
     /// Names the client in the log line.
@@ -196,7 +204,7 @@ impl Drop for Exchange {
         self.worker.proxy.metrics.stream_closed();
         let ms = self.started.elapsed().as_secs_f64() * 1000.0;
         let (method, path, status) = (&self.method, self.uri.path(), self.status);
-        let client = Client(self.client.as_deref());
+        let client = Tags(self.client.as_deref(), self.slot.as_deref());
         match self.ended {
             Some("complete") => info!("{client}{method} {path} {status} {ms:.1}ms"),
             Some(why) => warn!("{client}{method} {path} {status} {ms:.1}ms ({why})"),
@@ -205,13 +213,17 @@ impl Drop for Exchange {
     }
 }
 
-/// `client=NAME ` before a named client's log line; nothing otherwise.
-struct Client<'a>(Option<&'a str>);
+/// `client=NAME ` before a named client's log line and `slot=NAME ` before a pool's; nothing
+/// otherwise.
+struct Tags<'a>(Option<&'a str>, Option<&'a str>);
 
-impl std::fmt::Display for Client<'_> {
+impl std::fmt::Display for Tags<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.0 {
-            Some(name) => write!(f, "client={name} "),
+        if let Some(name) = self.0 {
+            write!(f, "client={name} ")?;
+        }
+        match self.1 {
+            Some(name) => write!(f, "slot={name} "),
             None => Ok(()),
         }
     }

@@ -22,6 +22,11 @@ struct OutcomeLabel {
     outcome: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SlotLabel {
+    slot: String,
+}
+
 pub struct Metrics {
     registry: Registry,
     requests: Family<StatusLabel, Counter>,
@@ -31,6 +36,9 @@ pub struct Metrics {
     upstream_errors: Counter,
     refreshes: Family<OutcomeLabel, Counter>,
     open_streams: Gauge,
+    pool_requests: Family<SlotLabel, Counter>,
+    pool_cooldowns: Family<SlotLabel, Counter>,
+    pool_failovers: Family<SlotLabel, Counter>,
 }
 
 impl Metrics {
@@ -67,6 +75,24 @@ impl Metrics {
             "Response bodies being streamed to clients right now",
             open_streams.clone(),
         );
+        let pool_requests = Family::<SlotLabel, Counter>::default();
+        let pool_cooldowns = Family::<SlotLabel, Counter>::default();
+        let pool_failovers = Family::<SlotLabel, Counter>::default();
+        registry.register(
+            "pool_requests",
+            "Requests sent upstream on each slot of the pool (resends included)",
+            pool_requests.clone(),
+        );
+        registry.register(
+            "pool_cooldowns",
+            "Times a slot of the pool reached its limit and was left alone until its reset",
+            pool_cooldowns.clone(),
+        );
+        registry.register(
+            "pool_failovers",
+            "Requests sent again on another slot after this one reached its limit",
+            pool_failovers.clone(),
+        );
         let ok = requests.get_or_create(&StatusLabel { status: 200 }).clone();
         Self {
             registry,
@@ -76,7 +102,22 @@ impl Metrics {
             upstream_errors,
             refreshes,
             open_streams,
+            pool_requests,
+            pool_cooldowns,
+            pool_failovers,
         }
+    }
+
+    pub fn pool_request(&self, slot: &str) {
+        self.pool_requests.get_or_create(&label(slot)).inc();
+    }
+
+    pub fn pool_cooled(&self, slot: &str) {
+        self.pool_cooldowns.get_or_create(&label(slot)).inc();
+    }
+
+    pub fn pool_failover(&self, from: &str) {
+        self.pool_failovers.get_or_create(&label(from)).inc();
     }
 
     pub fn answered(&self, status: u16) {
@@ -114,6 +155,12 @@ impl Metrics {
         let mut text = String::new();
         encode(&mut text, &self.registry).expect("writing to a String cannot fail");
         text
+    }
+}
+
+fn label(slot: &str) -> SlotLabel {
+    SlotLabel {
+        slot: slot.to_string(),
     }
 }
 

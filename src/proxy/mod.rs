@@ -4,7 +4,11 @@
 mod body;
 pub mod clients;
 mod connection;
+mod failover;
+mod limit;
 mod metrics;
+mod pool;
+mod quota;
 mod rewrite;
 mod server;
 mod tls;
@@ -24,6 +28,7 @@ pub use body::REPLAY_LIMIT;
 use body::{Exchange, ProxyBody, Recorded};
 pub use clients::{Admission, Clients, NamedClients};
 use metrics::Metrics;
+pub use pool::SlotPool;
 use rewrite::Credential;
 pub use rewrite::{Auth, Target};
 pub use server::{Running, bind, start};
@@ -31,6 +36,9 @@ pub use tls::ListenerTls;
 pub use token::{SlotTokens, TokenSource};
 pub use upstream::Options as UpstreamOptions;
 use upstream::{Pooled, Upstream};
+
+/// What sending a request upstream came to.
+type Sent = std::result::Result<(Response<Pooled>, Duration), upstream::Failed>;
 
 use crate::error::Result;
 
@@ -176,22 +184,13 @@ impl Worker {
                 &proxy.settings.auth,
                 token.clone(),
             )?)),
-            TokenSource::Slot(_) => None,
+            TokenSource::Slot(_) | TokenSource::Pool(_) => None,
         };
         Ok(Self {
             proxy,
             upstream,
             fixed,
         })
-    }
-
-    /// The credential to send now.
-    async fn credential(&self) -> Result<Arc<Credential>> {
-        if let Some(fixed) = &self.fixed {
-            return Ok(fixed.clone());
-        }
-        let token = self.proxy.tokens.current().await?;
-        Ok(Arc::new(Credential::new(&self.proxy.settings.auth, token)?))
     }
 
     /// Answers one request. Each step either answers itself or hands on to the next.
@@ -304,70 +303,96 @@ impl Worker {
                 .target
                 .path_for(parts.uri.path_and_query()),
         );
-
-        let credential = match self.credential().await {
-            Ok(credential) => credential,
-            Err(err) => return no_token(exchange, err.message()),
-        };
-
-        // A refused token can only be replaced when it comes from a slot; only then is the
-        // body kept (by reference, as it streams) for a resend.
-        if !self.proxy.tokens.renewable() {
-            let sent = self.send(
-                &parts.method,
-                uri,
-                parts.headers,
-                body::boxed(incoming),
-                &credential,
-            );
-            return self.relay(sent.await, exchange);
+        match &self.proxy.tokens {
+            TokenSource::Fixed(_) => {
+                let Some(credential) = self.fixed.clone() else {
+                    return no_token(exchange, "the proxy's token was not read");
+                };
+                let sent = self
+                    .send(
+                        &parts.method,
+                        uri,
+                        parts.headers,
+                        body::boxed(incoming),
+                        &credential,
+                    )
+                    .await;
+                self.relay(sent, exchange, 0)
+            }
+            // A refused token can be replaced, so the body is kept (by reference, as it
+            // streams) for a resend.
+            TokenSource::Slot(slot) => {
+                let (recorded, replay) = Recorded::new(incoming);
+                let sent = self
+                    .send_renewing(
+                        slot,
+                        &parts.method,
+                        &parts.headers,
+                        uri,
+                        body::boxed(recorded),
+                        &replay,
+                    )
+                    .await;
+                match sent {
+                    Ok(sent) => self.relay(sent, exchange, 0),
+                    Err(why) => no_token(exchange, &why),
+                }
+            }
+            TokenSource::Pool(pool) => {
+                self.forward_pooled(pool, parts, uri, incoming, exchange)
+                    .await
+            }
         }
-        let (recorded, replay) = Recorded::new(incoming);
+    }
+
+    /// Sends with the slot's current token. When the upstream refuses it (401), the token is
+    /// renewed and the request sent once more, if its body was kept. `Err`: why there is no
+    /// usable token.
+    async fn send_renewing(
+        &self,
+        slot: &SlotTokens,
+        method: &Method,
+        headers: &HeaderMap,
+        uri: Uri,
+        body: ProxyBody,
+        replay: &body::Replay,
+    ) -> std::result::Result<Sent, String> {
+        let credential = slot
+            .current()
+            .await
+            .and_then(|token| Credential::new(&self.proxy.settings.auth, token))
+            .map_err(|err| err.message().to_string())?;
         let first = self
-            .send(
-                &parts.method,
-                uri.clone(),
-                parts.headers.clone(),
-                body::boxed(recorded),
-                &credential,
-            )
+            .send(method, uri.clone(), headers.clone(), body, &credential)
             .await;
         let refused =
             matches!(&first, Ok((response, _)) if response.status() == StatusCode::UNAUTHORIZED);
         if !refused {
-            return self.relay(first, exchange);
+            return Ok(first);
         }
         let rejected = credential.token();
-        let renewed = match self.proxy.tokens.renew(rejected).await {
+        let renewed = match slot.renew(rejected).await {
             Ok(renewed) if renewed != *rejected => {
-                match Credential::new(&self.proxy.settings.auth, renewed) {
-                    Ok(renewed) => renewed,
-                    Err(err) => return no_token(exchange, err.message()),
-                }
+                Credential::new(&self.proxy.settings.auth, renewed)
+                    .map_err(|err| err.message().to_string())?
             }
-            Ok(_) => return self.relay(first, exchange),
+            Ok(_) => return Ok(first),
             Err(err) => {
                 warn!(error = %err.message(), "cannot renew the token the upstream refused");
                 self.proxy.metrics.renewed("failed");
-                return self.relay(first, exchange);
+                return Ok(first);
             }
         };
         self.proxy.metrics.renewed("refreshed");
         match replay.body() {
             Some(bytes) => {
                 debug!("resending the request with the renewed token");
-                let again = self.send(
-                    &parts.method,
-                    uri,
-                    parts.headers,
-                    body::full(bytes),
-                    &renewed,
-                );
-                self.relay(again.await, exchange)
+                let again = self.send(method, uri, headers.clone(), body::full(bytes), &renewed);
+                Ok(again.await)
             }
             // The body was too large to keep, or still streaming: the client sees the 401 and
             // its own retry gets the renewed token.
-            None => self.relay(first, exchange),
+            None => Ok(first),
         }
     }
 
@@ -400,15 +425,23 @@ impl Worker {
         }
     }
 
-    fn relay(
+    /// The upstream's answer (or why there is none) for the client. `member`: the pool
+    /// member that answered (0 outside a pool).
+    fn relay<B>(
         &self,
-        sent: Result<(Response<Pooled>, Duration), upstream::Failed>,
+        sent: std::result::Result<(Response<B>, Duration), upstream::Failed>,
         exchange: Exchange,
-    ) -> Response<ProxyBody> {
+        member: usize,
+    ) -> Response<ProxyBody>
+    where
+        B: http_body::Body<Data = bytes::Bytes> + Send + Unpin + 'static,
+        B::Error: Into<body::BoxError>,
+    {
         match sent {
             Ok((response, latency)) => {
                 self.proxy.metrics.upstream_answered(latency);
                 let (mut parts, incoming) = response.into_parts();
+                self.proxy.tokens.observe(member, &parts.headers);
                 rewrite::strip_hop_by_hop(&mut parts.headers);
                 // The client's connection has its own version, whatever the upstream spoke.
                 parts.version = Version::default();

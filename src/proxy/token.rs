@@ -9,7 +9,10 @@ use jiff::Timestamp;
 use tokio::sync::Mutex;
 use tracing::info;
 
+use super::pool::SlotPool;
+use super::quota::QuotaWatch;
 use crate::agent::Agent;
+use crate::catalog::Slot;
 use crate::error::{Error, Result};
 use crate::paths::Paths;
 use crate::refresh::{self, Outcome, Policy};
@@ -23,28 +26,18 @@ const RETRY_RENEW_AFTER: jiff::SignedDuration = jiff::SignedDuration::from_secs(
 pub enum TokenSource {
     Fixed(Secret),
     Slot(Box<SlotTokens>),
+    /// Several slots of one agent, chosen per request.
+    Pool(Box<SlotPool>),
 }
 
 impl TokenSource {
-    /// The token to send upstream now.
-    pub async fn current(&self) -> Result<Secret> {
+    /// Takes note of the quota an answer's headers report: a slot's, or the pool member's
+    /// (`member`) that answered.
+    pub fn observe(&self, member: usize, headers: &http::HeaderMap) {
         match self {
-            Self::Fixed(token) => Ok(token.clone()),
-            Self::Slot(slot) => slot.current().await,
-        }
-    }
-
-    /// Whether `renew` can ever give a different token.
-    pub fn renewable(&self) -> bool {
-        matches!(self, Self::Slot(_))
-    }
-
-    /// A token to use instead of `rejected`, which the upstream refused. Equal to `rejected`
-    /// when no other can be had.
-    pub async fn renew(&self, rejected: &Secret) -> Result<Secret> {
-        match self {
-            Self::Fixed(token) => Ok(token.clone()),
-            Self::Slot(slot) => slot.renew(rejected).await,
+            Self::Fixed(_) => {}
+            Self::Slot(slot) => slot.observe(headers),
+            Self::Pool(pool) => pool.observe(member, headers),
         }
     }
 }
@@ -55,6 +48,7 @@ pub struct SlotTokens {
     selector: Option<String>,
     policy: Policy,
     cached: Mutex<Cached>,
+    quota: QuotaWatch,
 }
 
 struct Cached {
@@ -71,11 +65,12 @@ impl SlotTokens {
     /// sure its token is usable before the proxy starts.
     pub fn open(paths: Paths, agent: Agent, selector: Option<String>) -> Result<Self> {
         let policy = Policy::from_env()?;
-        let (cached, name) = load(&paths, agent, selector.as_deref(), &policy, false)?;
+        let (cached, slot) = load(&paths, agent, selector.as_deref(), &policy, false)?;
         Ok(Self {
+            quota: QuotaWatch::start(paths.clone(), agent, slot.id)?,
             paths,
             agent,
-            selector: Some(name),
+            selector: Some(slot.name),
             policy,
             cached: Mutex::new(cached),
         })
@@ -86,7 +81,13 @@ impl SlotTokens {
         self.selector.as_deref().unwrap_or_default()
     }
 
-    async fn current(&self) -> Result<Secret> {
+    /// Takes note of the quota an answer's headers report.
+    pub fn observe(&self, headers: &http::HeaderMap) {
+        self.quota.observe(headers);
+    }
+
+    /// The token to send upstream now.
+    pub(super) async fn current(&self) -> Result<Secret> {
         let mut cached = self.cached.lock().await;
         let expiring = cached.renew_at.is_some_and(|at| Timestamp::now() >= at);
         let changed = cached.looked.elapsed() >= LOOK_EVERY && {
@@ -104,7 +105,9 @@ impl SlotTokens {
         Ok(cached.token.clone())
     }
 
-    async fn renew(&self, rejected: &Secret) -> Result<Secret> {
+    /// A token to use instead of `rejected`, which the upstream refused. Equal to `rejected`
+    /// when no other can be had.
+    pub(super) async fn renew(&self, rejected: &Secret) -> Result<Secret> {
         let mut cached = self.cached.lock().await;
         if cached.token != *rejected {
             // Another request already renewed it.
@@ -130,7 +133,7 @@ impl SlotTokens {
         Ok(cached.token.clone())
     }
 
-    async fn load(&self, force: bool) -> Result<(Cached, String)> {
+    async fn load(&self, force: bool) -> Result<(Cached, Slot)> {
         let (paths, agent, selector, policy) = (
             self.paths.clone(),
             self.agent,
@@ -146,16 +149,17 @@ impl SlotTokens {
 }
 
 /// The slot's current token through the lifecycle (refreshing when due, or with `force`), and
-/// the slot's name.
+/// the slot.
 fn load(
     paths: &Paths,
     agent: Agent,
     selector: Option<&str>,
     policy: &Policy,
     force: bool,
-) -> Result<(Cached, String)> {
+) -> Result<(Cached, Slot)> {
     let fresh = refresh::ensure_fresh(paths, agent, selector, force, policy)?;
-    Ok((cached_from(&fresh, paths, policy), fresh.slot.name))
+    let cached = cached_from(&fresh, paths, policy);
+    Ok((cached, fresh.slot))
 }
 
 fn cached_from(fresh: &refresh::Fresh, paths: &Paths, policy: &Policy) -> Cached {

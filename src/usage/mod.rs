@@ -7,6 +7,7 @@
 //! show it without asking the provider every time.
 
 mod fetch;
+pub mod headers;
 
 use std::str::FromStr;
 
@@ -35,6 +36,20 @@ pub struct Snapshot {
     /// the balance as the provider writes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credits: Option<String>,
+    /// Where the reading came from.
+    #[serde(default)]
+    pub source: Source,
+}
+
+/// How a reading was taken.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// Asked of the provider's usage endpoint.
+    #[default]
+    Poll,
+    /// Read off the quota headers of an answer the proxy relayed.
+    Proxy,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -77,6 +92,7 @@ impl Snapshot {
             taken_at,
             windows,
             credits: None,
+            source: Source::Poll,
         }
     }
 
@@ -90,6 +106,20 @@ impl Snapshot {
             Some(p) => percent_text(p),
             None => "-".to_string(),
         }
+    }
+}
+
+/// A window's id and label from its length in seconds: 5 hours is the 5-hour window, 7 days
+/// the weekly one. Without a length, the first window is taken for the 5-hour one.
+pub fn window_named(seconds: Option<i64>, first: bool) -> (String, String) {
+    match seconds {
+        Some(18_000) => (FIVE_HOUR.to_string(), "5-hour".to_string()),
+        Some(604_800) => (SEVEN_DAY.to_string(), "7-day".to_string()),
+        Some(secs) if secs > 0 && secs % 3600 == 0 => {
+            (format!("window_{secs}"), format!("{}-hour", secs / 3600))
+        }
+        _ if first => (FIVE_HOUR.to_string(), "5-hour".to_string()),
+        _ => (SEVEN_DAY.to_string(), "7-day".to_string()),
     }
 }
 

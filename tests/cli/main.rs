@@ -22,6 +22,7 @@ mod lineage;
 mod list;
 mod login;
 mod migrate;
+mod pool;
 mod proxy;
 mod ralph;
 mod refresh;

@@ -81,6 +81,19 @@ struct Inner {
     turns: Vec<(String, Option<String>)>,
     /// Token requests to come that rotate and then lose their answer (the connection drops).
     drop_after_rotate: usize,
+    /// What `/codex/responses` tells one account (by email) of its quota.
+    quota_of: HashMap<String, CodexQuota>,
+}
+
+/// An account's quota as the Codex backend reports it in `x-codex-primary-*` (the 5-hour
+/// window) and `x-codex-secondary-*` (the weekly one) headers, in percent. `reached` answers
+/// 429 `usage_limit_reached` instead, resetting in `reset_s`.
+#[derive(Debug, Clone, Copy)]
+pub struct CodexQuota {
+    pub primary: f64,
+    pub secondary: f64,
+    pub reset_s: i64,
+    pub reached: bool,
 }
 
 #[derive(Clone)]
@@ -151,6 +164,7 @@ impl FakeOpenAi {
             last_usage_account: None,
             turns: Vec::new(),
             drop_after_rotate: 0,
+            quota_of: HashMap::new(),
         }));
         let app = Router::new()
             .route("/oauth/token", post(token))
@@ -240,6 +254,15 @@ impl FakeOpenAi {
     }
 
     /// The authorization and `chatgpt-account-id` headers of every turn Codex sent.
+    /// What `/codex/responses` reports of the quota of the account of `email` from now on.
+    pub fn set_quota_of(&self, email: &str, quota: CodexQuota) {
+        self.inner
+            .lock()
+            .unwrap()
+            .quota_of
+            .insert(email.to_string(), quota);
+    }
+
     pub fn turns(&self) -> Vec<(String, Option<String>)> {
         self.inner.lock().unwrap().turns.clone()
     }
@@ -378,15 +401,51 @@ async fn responses(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap) -
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     inner.turns.push((authorization.clone(), account));
-    let live = authorization
+    let family = authorization
         .strip_prefix("Bearer ")
-        .is_some_and(|t| inner.access.contains_key(t));
-    if !live {
+        .and_then(|t| inner.access.get(t))
+        .copied();
+    let Some(family) = family else {
         return (
             StatusCode::UNAUTHORIZED,
             Json(json!({"error": {"message": "invalid token", "code": "token_invalid"}})),
         )
             .into_response();
+    };
+    let quota = inner.quota_of.get(&inner.families[family].email).copied();
+    let quota_headers = |response: &mut Response, quota: &CodexQuota| {
+        let reset = now() + quota.reset_s;
+        for (name, value) in [
+            ("x-codex-primary-used-percent", quota.primary.to_string()),
+            ("x-codex-primary-window-minutes", "300".to_string()),
+            ("x-codex-primary-reset-at", reset.to_string()),
+            (
+                "x-codex-secondary-used-percent",
+                quota.secondary.to_string(),
+            ),
+            ("x-codex-secondary-window-minutes", "10080".to_string()),
+            (
+                "x-codex-secondary-reset-at",
+                (now() + 5 * 86_400).to_string(),
+            ),
+        ] {
+            response.headers_mut().insert(name, value.parse().unwrap());
+        }
+    };
+    if let Some(quota) = quota.filter(|q| q.reached) {
+        let mut response = (
+            StatusCode::TOO_MANY_REQUESTS,
+            Json(json!({"error": {
+                "type": "usage_limit_reached",
+                "message": "The usage limit has been reached",
+                "plan_type": "plus",
+                "resets_at": now() + quota.reset_s,
+                "resets_in_seconds": quota.reset_s,
+            }})),
+        )
+            .into_response();
+        quota_headers(&mut response, &quota);
+        return response;
     }
     let events = [
         json!({"type": "response.created", "response": {"id": "resp_1"}}),
@@ -397,5 +456,9 @@ async fn responses(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap) -
         .iter()
         .map(|e| format!("event: {}\ndata: {e}\n\n", e["type"].as_str().unwrap()))
         .collect();
-    ([("content-type", "text/event-stream")], body).into_response()
+    let mut response = ([("content-type", "text/event-stream")], body).into_response();
+    if let Some(quota) = &quota {
+        quota_headers(&mut response, quota);
+    }
+    response
 }

@@ -60,6 +60,30 @@ pub enum Failure {
     RawAfterRotate(String),
 }
 
+/// An account's quota as `/v1/messages` reports it in `anthropic-ratelimit-unified-*` headers:
+/// utilisation as a fraction, resets in seconds from now. `rejected` answers 429 instead,
+/// the way an account whose limit is reached is answered.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub five_hour: f64,
+    pub seven_day: f64,
+    pub five_hour_reset_s: i64,
+    pub seven_day_reset_s: i64,
+    pub rejected: bool,
+}
+
+impl Limits {
+    pub fn at(five_hour: f64, seven_day: f64) -> Self {
+        Self {
+            five_hour,
+            seven_day,
+            five_hour_reset_s: 3 * 3600,
+            seven_day_reset_s: 4 * 86_400,
+            rejected: false,
+        }
+    }
+}
+
 /// Tokens the provider issued for one login.
 #[derive(Debug, Clone)]
 pub struct Issued {
@@ -96,6 +120,10 @@ struct Inner {
     refreshes_served: usize,
     failures: VecDeque<Failure>,
     usage: Value,
+    /// Usage answers for one account (by email), in place of `usage`.
+    usage_of: HashMap<String, Value>,
+    /// What `/v1/messages` tells one account (by email) of its quota.
+    limits_of: HashMap<String, Limits>,
     usage_calls: usize,
     usage_in_flight: usize,
     usage_peak: usize,
@@ -151,6 +179,8 @@ impl FakeProvider {
             refresh_calls: 0,
             refreshes_served: 0,
             failures: VecDeque::new(),
+            usage_of: HashMap::new(),
+            limits_of: HashMap::new(),
             usage_calls: 0,
             usage_in_flight: 0,
             usage_peak: 0,
@@ -328,6 +358,24 @@ impl FakeProvider {
 
     pub fn set_usage(&self, usage: Value) {
         self.inner.lock().unwrap().usage = usage;
+    }
+
+    /// The usage answer for the account of `email` from now on.
+    pub fn set_usage_of(&self, email: &str, usage: Value) {
+        self.inner
+            .lock()
+            .unwrap()
+            .usage_of
+            .insert(email.to_string(), usage);
+    }
+
+    /// What `/v1/messages` reports of the quota of the account of `email` from now on.
+    pub fn set_limits_of(&self, email: &str, limits: Limits) {
+        self.inner
+            .lock()
+            .unwrap()
+            .limits_of
+            .insert(email.to_string(), limits);
     }
 
     /// Usage requests answered, refused ones included.
@@ -675,7 +723,10 @@ async fn usage(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap) -> Re
         return permission_error();
     }
     match inner.authorize(&headers) {
-        Ok(_) => Json(inner.usage.clone()).into_response(),
+        Ok(family) => {
+            let email = &inner.families[family].email;
+            Json(inner.usage_of.get(email).unwrap_or(&inner.usage).clone()).into_response()
+        }
         Err(why) => auth_error(why),
     }
 }
@@ -753,7 +804,16 @@ async fn messages(
     }
     let inner = inner.lock().unwrap();
     let stream = serde_json::from_slice::<Value>(&body).is_ok_and(|v| v["stream"] == true);
+    let limits = inner
+        .authorize(&headers)
+        .ok()
+        .and_then(|family| inner.limits_of.get(&inner.families[family].email).copied());
     let mut response = match inner.authorize(&headers) {
+        Ok(_) if limits.is_some_and(|l| l.rejected) => (
+            StatusCode::TOO_MANY_REQUESTS,
+            Json(json!({"type":"error","error":{"type":"rate_limit_error","message":"This request would exceed your account's rate limit. Please try again later."}})),
+        )
+            .into_response(),
         Ok(_) if stream => sse_answer(inner.held.clone()),
         Ok(_) => Json(json!({
             "id": "msg_fake",
@@ -772,7 +832,70 @@ async fn messages(
             .headers_mut()
             .insert("connection", HeaderValue::from_static("close"));
     }
+    if let Some(limits) = limits {
+        unified_headers(response.headers_mut(), &limits);
+    }
     response
+}
+
+/// The quota headers the Messages API sends a subscription account on every answer.
+fn unified_headers(headers: &mut HeaderMap, limits: &Limits) {
+    let now = now_ms() / 1000;
+    let five_reset = now + limits.five_hour_reset_s;
+    let seven_reset = now + limits.seven_day_reset_s;
+    let status_of = |used: f64| match (limits.rejected, used) {
+        (true, used) if used >= 1.0 => "rejected",
+        (_, used) if used >= 0.8 => "allowed_warning",
+        _ => "allowed",
+    };
+    let binding = if limits.seven_day > limits.five_hour {
+        ("seven_day", seven_reset)
+    } else {
+        ("five_hour", five_reset)
+    };
+    let overall = if limits.rejected {
+        "rejected"
+    } else {
+        status_of(limits.five_hour.max(limits.seven_day))
+    };
+    for (name, value) in [
+        ("anthropic-ratelimit-unified-status", overall.to_string()),
+        ("anthropic-ratelimit-unified-reset", binding.1.to_string()),
+        (
+            "anthropic-ratelimit-unified-representative-claim",
+            binding.0.to_string(),
+        ),
+        (
+            "anthropic-ratelimit-unified-5h-status",
+            status_of(limits.five_hour).to_string(),
+        ),
+        (
+            "anthropic-ratelimit-unified-5h-utilization",
+            limits.five_hour.to_string(),
+        ),
+        (
+            "anthropic-ratelimit-unified-5h-reset",
+            five_reset.to_string(),
+        ),
+        (
+            "anthropic-ratelimit-unified-7d-status",
+            status_of(limits.seven_day).to_string(),
+        ),
+        (
+            "anthropic-ratelimit-unified-7d-utilization",
+            limits.seven_day.to_string(),
+        ),
+        (
+            "anthropic-ratelimit-unified-7d-reset",
+            seven_reset.to_string(),
+        ),
+        (
+            "anthropic-ratelimit-unified-overage-status",
+            "rejected".to_string(),
+        ),
+    ] {
+        headers.insert(name, HeaderValue::from_str(&value).unwrap());
+    }
 }
 
 /// `POST /test/upload`: reads the whole body as it streams in; answers its length and SHA-256.

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use crate::agent::provider::{ProviderError, Retry, http_client, send, send_raw, with_retries};
 use crate::secret::Secret;
-use crate::usage::{FIVE_HOUR, SEVEN_DAY, Snapshot, Window};
+use crate::usage::{Snapshot, Source, Window, window_named};
 
 pub const ENV_OAUTH_URL: &str = "TOKENKEEPER_CODEX_OAUTH_URL";
 pub const ENV_API_URL: &str = "TOKENKEEPER_CODEX_API_URL";
@@ -87,15 +87,7 @@ pub fn snapshot(value: &Value, taken_at: Timestamp) -> Snapshot {
             continue;
         };
         let seconds = window.get("limit_window_seconds").and_then(Value::as_i64);
-        let (id, label) = match seconds {
-            Some(18_000) => (FIVE_HOUR.to_string(), "5-hour".to_string()),
-            Some(604_800) => (SEVEN_DAY.to_string(), "7-day".to_string()),
-            Some(secs) if secs > 0 && secs % 3600 == 0 => {
-                (format!("window_{secs}"), format!("{}-hour", secs / 3600))
-            }
-            _ if key == "primary_window" => (FIVE_HOUR.to_string(), "5-hour".to_string()),
-            _ => (SEVEN_DAY.to_string(), "7-day".to_string()),
-        };
+        let (id, label) = window_named(seconds, key == "primary_window");
         let percent = window.get("used_percent").and_then(|v| {
             v.as_f64()
                 .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
@@ -131,12 +123,14 @@ pub fn snapshot(value: &Value, taken_at: Timestamp) -> Snapshot {
         taken_at,
         windows,
         credits,
+        source: Source::Poll,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::usage::{FIVE_HOUR, SEVEN_DAY};
 
     #[test]
     fn windows_are_named_by_their_length_and_odd_values_tolerated() {
