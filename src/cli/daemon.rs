@@ -23,12 +23,18 @@ Each pass refreshes the slots that are due — expiring within the refresh margi
 (TOKENKEEPER_REFRESH_MARGIN, default 10m), or idle so long their refresh token could lapse —
 and, every --usage-every, reads each slot's usage for `list`. A slot that fails is retried with
 backoff (30s, doubling, at most 30m) while the others carry on. One daemon runs per user.
+Events are told once per occurrence: a slot needs a new login, a long-lived token expires
+within 30 and within 7 days, a 5-hour or weekly window crosses 80 % and 95 %, a spent window
+resets. They go to the log, to a desktop notification where a session bus (freedesktop
+notifications) or macOS is there, and to --on-event CMD with the event as JSON on stdin:
+  {\"kind\":\"quota-high\",\"agent\":\"claude\",\"slot\":\"work\",\"message\":\"…\",\"at\":…,\"details\":{…}}
 SIGTERM or SIGINT lets a refresh in progress finish, then exits 0. Logs go to stderr (info by
 default; -v, -vv or RUST_LOG for more); tokens are never logged.
 
 Examples:
   tokenkeeper daemon                        run in the foreground
   tokenkeeper daemon --once                 one pass, for cron (exit 1 if a slot failed)
+  tokenkeeper daemon --on-event 'curl -s -d @- ntfy.sh/my-topic'
   tokenkeeper daemon install                start it at login (systemd or launchd)
   tokenkeeper daemon install --print        show the unit instead of writing it"
 )]
@@ -55,6 +61,15 @@ pub struct Args {
     /// Only this agent's slots [default: every agent's].
     #[arg(long, value_enum)]
     pub agent: Option<crate::agent::Agent>,
+
+    /// Run this shell command once per event, with the event as JSON on stdin (for ntfy, Slack,
+    /// a status bar); TOKENKEEPER_EVENT holds its kind.
+    #[arg(long, env = "TOKENKEEPER_ON_EVENT", value_name = "CMD")]
+    pub on_event: Option<String>,
+
+    /// No desktop notifications (they are shown where a session bus or macOS is there).
+    #[arg(long, env = "TOKENKEEPER_NO_NOTIFY", value_parser = clap::builder::FalseyValueParser::new())]
+    pub no_notify: bool,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -128,6 +143,10 @@ pub fn run(args: Args, paths: &Paths, format: Format) -> Result<u8> {
         usage_every: (!args.usage_every.is_zero()).then_some(args.usage_every),
         policy: Policy::from_env()?,
         jobs: args.jobs.into(),
+        notifier: daemon::notify::Notifier {
+            desktop: !args.no_notify && daemon::notify::desktop_present(),
+            on_event: args.on_event.filter(|command| !command.trim().is_empty()),
+        },
     };
     if args.once {
         let mut daemon = Daemon::start(paths.clone(), options)?;

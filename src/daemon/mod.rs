@@ -7,6 +7,8 @@
 //! per user: a second one finds the lock taken and says which process holds it. SIGTERM or
 //! SIGINT stops it between two slots, so a refresh in progress always finishes its writes.
 
+pub mod alerts;
+pub mod notify;
 pub mod record;
 pub mod unit;
 
@@ -43,6 +45,8 @@ pub struct Options {
     pub policy: Policy,
     /// Concurrent usage requests.
     pub jobs: usize,
+    /// Where events (a login needed, a token expiring, quota high or back) go.
+    pub notifier: notify::Notifier,
 }
 
 /// What one pass did, for `--once` and the logs.
@@ -66,6 +70,7 @@ pub struct Daemon {
     paths: Paths,
     options: Options,
     slots: HashMap<String, SlotState>,
+    alerts: alerts::Alerts,
     _instance: FileLock,
 }
 
@@ -100,6 +105,7 @@ impl Daemon {
         };
         instance.note(&std::process::id().to_string())?;
         Ok(Self {
+            alerts: alerts::Alerts::load(&paths),
             paths,
             options,
             slots: HashMap::new(),
@@ -156,7 +162,24 @@ impl Daemon {
             "pass done"
         );
         self.record(&result.pass);
+        self.raise_events();
         Ok(result)
+    }
+
+    /// Tells of what changed since the last pass (see `alerts`).
+    fn raise_events(&mut self) {
+        let catalog = match Catalog::load(&self.paths.catalog_file()) {
+            Ok(catalog) => catalog,
+            Err(err) => return warn!(error = %err.message(), "cannot look for events"),
+        };
+        let agents: Vec<&str> = self.options.agents.iter().map(|a| a.name()).collect();
+        let mut catalog = catalog;
+        catalog
+            .slots
+            .retain(|slot| agents.contains(&slot.agent.as_str()));
+        for event in self.alerts.pass(&catalog, Timestamp::now()) {
+            self.options.notifier.deliver(&event);
+        }
     }
 
     /// Leaves what this pass did for `daemon status`. Best effort: a record that cannot be

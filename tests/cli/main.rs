@@ -4,6 +4,7 @@
 mod support;
 
 mod add;
+mod alerts;
 mod backends;
 mod bad_input;
 mod claude_view;

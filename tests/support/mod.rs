@@ -6,6 +6,7 @@
 pub mod github;
 pub mod keychain;
 pub mod lineage;
+pub mod notifications;
 pub mod openai;
 pub mod openbao;
 pub mod provider;
