@@ -379,3 +379,51 @@ fn a_pool_sends_a_request_again_on_another_slot_when_one_reaches_its_limit() {
         assert!(!log.contains(&login.refresh));
     }
 }
+
+#[test]
+fn a_real_claude_code_under_exec_pool_finishes_a_prompt_while_one_slot_is_limited() {
+    let claude = std::env::var("TOKENKEEPER_TEST_CLAUDE")
+        .expect("TOKENKEEPER_TEST_CLAUDE names a real `claude`: run the suite with scripts/test");
+    let provider = FakeProvider::start();
+    let (env, logins) = pool_of(&provider, &["a", "b"]);
+    provider.set_usage_of("a@example.com", usage_at(5.0, 5.0, 3600));
+    provider.set_usage_of("b@example.com", usage_at(50.0, 10.0, 3600));
+    env.cmd(&["list"]).ok();
+    let mut spent = Limits::at(1.0, 0.3);
+    spent.rejected = true;
+    provider.set_limits_of("a@example.com", spent);
+    provider.set_limits_of("b@example.com", Limits::at(0.2, 0.1));
+    let out = env
+        .cmd(&[
+            "exec",
+            "--pool",
+            "a,b",
+            "--no-probe",
+            "--",
+            &claude,
+            "-p",
+            "say hello",
+        ])
+        .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+        .env("DISABLE_AUTOUPDATER", "1")
+        .run();
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("hello from the fake provider"),
+        "{}",
+        out.stdout
+    );
+    // Asked on a (limited), then on b.
+    assert_eq!(provider.messages_calls(), 2);
+    for login in &logins {
+        out.hides(&login.access).hides(&login.refresh);
+    }
+    // a was asked and found limited; the prompt went through on b.
+    let (headers, _) = provider.last_messages_request().unwrap();
+    let sent = headers
+        .iter()
+        .find(|(name, _)| name == "authorization")
+        .map(|(_, value)| value.clone())
+        .unwrap();
+    assert_eq!(sent, format!("Bearer {}", logins[1].access));
+}
