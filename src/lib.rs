@@ -32,6 +32,7 @@ pub mod setup;
 pub mod shared;
 pub mod store;
 pub mod timefmt;
+pub mod ui;
 pub mod usage;
 
 #[cfg(test)]

@@ -25,6 +25,7 @@ mod rename;
 mod setup;
 mod status;
 pub mod style;
+mod ui;
 mod usage;
 mod use_slot;
 
@@ -137,6 +138,8 @@ pub enum Command {
     StoreToken(ralph::StoreArgs),
     /// Exit 0 if an agent's stored long-lived token is valid, 1 if expired or missing.
     CheckToken(ralph::AgentArgs),
+    /// Every slot on one screen: quota bars, resets, expiry; keys to use, refresh, rename, remove.
+    Ui(ui::Args),
     /// Print an agent's stored long-lived token (nothing else) for piping.
     GetToken(ralph::AgentArgs),
     /// Print the shell script that completes commands, flags and slot names.
@@ -294,6 +297,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::StoreToken(args) => ralph::store(args, &paths, format),
         Command::CheckToken(args) => ralph::check(args, &paths, format),
         Command::GetToken(args) => ralph::get(args, &paths, format),
+        Command::Ui(args) => ui::run(args, &paths, format),
         Command::Completions(args) => completions::completions(args),
         Command::Man(args) => completions::man(args),
     }

@@ -32,5 +32,6 @@ mod secrets;
 mod setup;
 mod shared;
 mod status;
+mod ui;
 mod usage;
 mod use_slot;
