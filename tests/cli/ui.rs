@@ -125,3 +125,39 @@ fn in_a_terminal_the_dashboard_switches_refreshes_and_gives_the_terminal_back() 
         assert!(!screen.contains(secret.as_str()));
     }
 }
+
+#[test]
+fn generate_token_runs_the_setup_flow_and_comes_back_to_the_dashboard() {
+    let provider = FakeProvider::start();
+    let mut env = Env::with_provider(&provider);
+    let token_file = env.root.join("token");
+    let claude =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/bin/claude");
+    env.set("TOKENKEEPER_CLAUDE_BIN", claude.display().to_string())
+        .set("FAKE_SETUP_TOKEN_FILE", token_file.display().to_string());
+    let token = provider.issue_setup_token("ci@example.com");
+    std::fs::write(&token_file, &token).unwrap();
+    env.add_login("a", &provider.issue("a@example.com"));
+    let command = format!("{BIN} ui; echo \"ui exited $?\"; sleep 60");
+    let tmux = Tmux::start(&env, 100, 30, &command);
+    tmux.wait_for("1 slots");
+
+    tmux.keys("g");
+    tmux.wait_for("name for the new long-lived token");
+    tmux.keys("ci");
+    tmux.keys("Enter");
+    // `claude setup-token` talks to the person on the same terminal.
+    tmux.wait_for("Press Enter to open your browser");
+    tmux.keys("Enter");
+    tmux.wait_for("Paste code here if prompted");
+    tmux.keys("code-from-the-browser");
+    tmux.keys("Enter");
+    let screen = tmux.wait_for("setup ci done");
+    assert!(screen.contains("2 slots"), "{screen}");
+    for start in (0..token.len() - 12).step_by(6) {
+        assert!(!screen.contains(&token[start..start + 12]), "{screen}");
+    }
+    assert_eq!(env.slot_count(), 2);
+    tmux.keys("q");
+    tmux.wait_for("ui exited 0");
+}
