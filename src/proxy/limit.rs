@@ -19,6 +19,7 @@ use serde_json::Value;
 use super::body::{self, ProxyBody};
 use super::upstream::Pooled;
 use crate::agent::Agent;
+use crate::usage::headers as quota_headers;
 
 /// The most of a 429's body read to judge it; Codex's is a few hundred bytes.
 const BODY_LIMIT: usize = 64 * 1024;
@@ -66,7 +67,7 @@ pub fn anthropic(headers: &HeaderMap, now: Timestamp) -> Verdict {
     if !rejected {
         return Verdict::Burst;
     }
-    let reset = epoch(text("anthropic-ratelimit-unified-reset"))
+    let reset = quota_headers::epoch(headers, "anthropic-ratelimit-unified-reset")
         .or_else(|| after(text("retry-after"), now))
         .filter(|at| *at > now);
     Verdict::Reached(reset.unwrap_or(now + UNKNOWN_RESET))
@@ -93,19 +94,9 @@ pub fn codex(headers: &HeaderMap, body: &[u8], now: Timestamp) -> Verdict {
             let secs = number("resets_in_seconds").filter(|s| s.is_finite() && *s >= 0.0)?;
             now.checked_add(SignedDuration::from_secs(secs as i64)).ok()
         })
-        .or_else(|| {
-            let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-            epoch(text("x-codex-primary-reset-at"))
-        })
+        .or_else(|| quota_headers::epoch(headers, "x-codex-primary-reset-at"))
         .filter(|at| *at > now);
     Verdict::Reached(reset.unwrap_or(now + UNKNOWN_RESET))
-}
-
-fn epoch(text: Option<&str>) -> Option<Timestamp> {
-    let secs: f64 = text?.trim().parse().ok()?;
-    secs.is_finite()
-        .then(|| Timestamp::from_second(secs as i64).ok())
-        .flatten()
 }
 
 fn after(text: Option<&str>, now: Timestamp) -> Option<Timestamp> {

@@ -78,12 +78,14 @@ fn codex(headers: &HeaderMap, taken_at: Timestamp) -> Vec<Window> {
     windows
 }
 
-fn number(headers: &HeaderMap, name: &str) -> Option<f64> {
+/// A header's value as a finite number.
+pub fn number(headers: &HeaderMap, name: &str) -> Option<f64> {
     let value: f64 = headers.get(name)?.to_str().ok()?.trim().parse().ok()?;
     value.is_finite().then_some(value)
 }
 
-fn epoch(headers: &HeaderMap, name: &str) -> Option<Timestamp> {
+/// A header's value as a time in epoch seconds.
+pub fn epoch(headers: &HeaderMap, name: &str) -> Option<Timestamp> {
     let seconds = number(headers, name)?;
     Timestamp::from_second(seconds as i64).ok()
 }

@@ -127,17 +127,7 @@ fn slot_proxy(env: &Env, provider: &FakeProvider, slot: &str) -> Server {
 
 /// One Messages request through `proxy`: its status.
 fn one_message(proxy: &Server) -> u16 {
-    block_on(async {
-        http()
-            .post(proxy.url("/v1/messages"))
-            .bearer_auth("phantom")
-            .body(r#"{"model":"claude-fake","max_tokens":1,"messages":[]}"#)
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16()
-    })
+    message_in(proxy, "one").0
 }
 
 #[test]
@@ -426,4 +416,76 @@ fn a_real_claude_code_under_exec_pool_finishes_a_prompt_while_one_slot_is_limite
         .map(|(_, value)| value.clone())
         .unwrap();
     assert_eq!(sent, format!("Bearer {}", logins[1].access));
+}
+
+#[test]
+fn a_codex_pool_moves_a_turn_to_another_account_when_one_reaches_its_usage_limit() {
+    use crate::support::openai::{CodexQuota, FakeOpenAi};
+    let openai = FakeOpenAi::start();
+    let mut env = Env::new();
+    env.set_all(openai.env());
+    let mut logins = Vec::new();
+    for name in ["one", "two"] {
+        let login = openai.issue(&format!("{name}@example.com"), "plus");
+        env.cmd(&["add", name, "--agent", "codex", "--from", "stdin"])
+            .stdin(login.auth_json())
+            .ok();
+        logins.push(login);
+    }
+    let quota = |primary: f64, reached: bool| CodexQuota {
+        primary,
+        secondary: 10.0,
+        reset_s: 1800,
+        reached,
+    };
+    openai.set_quota_of("one@example.com", quota(100.0, true));
+    openai.set_quota_of("two@example.com", quota(20.0, false));
+    let proxy = env
+        .cmd(&[
+            "proxy",
+            "--agent",
+            "codex",
+            "--pool",
+            "all",
+            "--strategy",
+            "next",
+            "--listen",
+            "127.0.0.1:0",
+            "--format",
+            "json",
+        ])
+        .env("TOKENKEEPER_CLIENT_TOKEN", "phantom-for-codex")
+        .serve();
+    let turn = || {
+        block_on(async {
+            http()
+                .post(proxy.url("/backend-api/codex/responses"))
+                .bearer_auth("phantom-for-codex")
+                // Codex's own account header names the phantom login: the pool's slot wins.
+                .header("chatgpt-account-id", "acct-phantom")
+                .header("session_id", "conversation-1")
+                .body(r#"{"model":"gpt-5-codex","input":[]}"#)
+                .send()
+                .await
+                .unwrap()
+        })
+    };
+    let answer = turn();
+    assert_eq!(answer.status().as_u16(), 200);
+    let body = block_on(answer.text()).unwrap();
+    assert!(body.contains("HELLO-FROM-FAKE-OPENAI"), "{body}");
+    // Asked of one (limit reached), then of two, each with its own token and account.
+    let turns = openai.turns();
+    assert_eq!(turns.len(), 2);
+    assert_eq!(turns[0].0, format!("Bearer {}", logins[0].access));
+    assert_eq!(turns[0].1.as_deref(), Some(logins[0].account_id.as_str()));
+    assert_eq!(turns[1].0, format!("Bearer {}", logins[1].access));
+    assert_eq!(turns[1].1.as_deref(), Some(logins[1].account_id.as_str()));
+    // The conversation stays on two; one is not asked again while it cools down.
+    assert_eq!(turn().status().as_u16(), 200);
+    assert_eq!(openai.turns().len(), 3);
+    let log = proxy.log();
+    for login in &logins {
+        assert!(!log.contains(&login.access) && !log.contains(&login.refresh));
+    }
 }
