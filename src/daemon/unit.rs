@@ -10,7 +10,7 @@ use crate::paths;
 /// Variables a service needs to find the same files, the same backend and the same provider
 /// as the shell that installed it. None holds a secret; the secret ones (`BAO_TOKEN`,
 /// `VAULT_TOKEN`) are never carried: the daemon reads a token file instead.
-const CARRIED_ENV: [&str; 25] = [
+const CARRIED_ENV: [&str; 27] = [
     "TOKENKEEPER_HOME",
     "XDG_CONFIG_HOME",
     "XDG_DATA_HOME",
@@ -36,6 +36,8 @@ const CARRIED_ENV: [&str; 25] = [
     "TOKENKEEPER_OP_ACCOUNT",
     "OP_ACCOUNT",
     "SSL_CERT_FILE",
+    "TOKENKEEPER_ON_EVENT",
+    "TOKENKEEPER_NO_NOTIFY",
 ];
 
 /// Secret variables a service must not hold; `daemon install` says how to do without them.

@@ -148,3 +148,12 @@ fn a_desktop_notification_service_is_told_each_event_once() {
     env.cmd(&["daemon", "--once", "--no-notify"]).run();
     assert_eq!(desktop.received().len(), 3);
 }
+
+#[test]
+fn daemon_install_carries_where_events_go() {
+    let mut env = Env::new();
+    env.set("TOKENKEEPER_ON_EVENT", r#"curl -d "$(cat)" ntfy.sh/100%"#);
+    env.cmd(&["daemon", "install", "--systemd", "--print"])
+        .ok()
+        .stdout_has(r#"Environment="TOKENKEEPER_ON_EVENT=curl -d \"$(cat)\" ntfy.sh/100%%""#);
+}
