@@ -489,3 +489,41 @@ fn a_codex_pool_moves_a_turn_to_another_account_when_one_reaches_its_usage_limit
         assert!(!log.contains(&login.access) && !log.contains(&login.refresh));
     }
 }
+
+#[test]
+fn use_best_and_next_choose_among_codex_accounts_too() {
+    use crate::support::openai::{CodexQuota, FakeOpenAi};
+    let openai = FakeOpenAi::start();
+    let mut env = Env::new();
+    env.set_all(openai.env());
+    env.set("TOKENKEEPER_USAGE_MAX_AGE", "0s");
+    let mut logins = Vec::new();
+    for name in ["one", "two"] {
+        let login = openai.issue(&format!("{name}@example.com"), "plus");
+        env.cmd(&["add", name, "--agent", "codex", "--from", "stdin"])
+            .stdin(login.auth_json())
+            .ok();
+        logins.push(login);
+    }
+    let quota = |primary: f64, secondary: f64| CodexQuota {
+        primary,
+        secondary,
+        reset_s: 1800,
+        reached: primary >= 100.0,
+    };
+    openai.set_quota_of("one@example.com", quota(90.0, 10.0));
+    openai.set_quota_of("two@example.com", quota(20.0, 30.0));
+    env.cmd(&["use", "one", "--agent", "codex"]).ok();
+    env.cmd(&["use", "--best", "--agent", "codex"])
+        .ok()
+        .stdout_has("codex now uses slot 'two', 70% left in its tightest window");
+    let auth: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(env.home.join(".codex/auth.json")).unwrap())
+            .unwrap();
+    assert_eq!(auth["tokens"]["access_token"], logins[1].access.as_str());
+    // one's 5-hour window is spent: there is no next codex slot with quota left.
+    openai.set_quota_of("one@example.com", quota(100.0, 10.0));
+    env.cmd(&["use", "--next", "--agent", "codex"])
+        .fails(1)
+        .stderr_has("no other codex slot has quota left");
+}

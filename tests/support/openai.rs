@@ -348,13 +348,18 @@ async fn usage(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap) -> Re
             .into_response();
     }
     let reset = now() + 3600;
+    // The account's own quota when a test set one; the same answer for all otherwise.
+    let quota = inner.quota_of.get(&inner.families[family].email).copied();
+    let (primary, secondary, reset) = quota.map_or((37.0, 12.0, reset), |q| {
+        (q.primary, q.secondary, now() + q.reset_s)
+    });
     Json(json!({
         "plan_type": inner.families[family].plan,
         "rate_limit": {
             "allowed": true,
-            "limit_reached": false,
-            "primary_window": {"used_percent": 37, "limit_window_seconds": 18000, "reset_after_seconds": 3600, "reset_at": reset},
-            "secondary_window": {"used_percent": 12, "limit_window_seconds": 604800, "reset_after_seconds": 86400, "reset_at": reset + 86_400},
+            "limit_reached": quota.is_some_and(|q| q.reached),
+            "primary_window": {"used_percent": primary, "limit_window_seconds": 18000, "reset_after_seconds": 3600, "reset_at": reset},
+            "secondary_window": {"used_percent": secondary, "limit_window_seconds": 604800, "reset_after_seconds": 86400, "reset_at": reset + 86_400},
         },
         "credits": {"has_credits": true, "unlimited": false, "balance": "12.50"},
     }))
